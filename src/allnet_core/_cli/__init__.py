@@ -1,0 +1,1 @@
+"""Command modules of the ``allnet`` CLI (see :mod:`allnet_core.cli`)."""

@@ -1,0 +1,265 @@
+"""Reading RGB images and writing result files atomically.
+
+``read_rgb`` is the one entry point for image files everywhere in allnet_core: every
+module, the CLI and the napari plugin read pixels through it, so every format and every
+conversion rule below holds for all of them.
+
+Conversions (documented contract of :func:`read_rgb`):
+
+* RGBA (and LA-free 4-channel) images: the alpha channel is dropped, colours are kept as
+  stored (no compositing onto a background).
+* Palette (indexed) images are expanded to RGB through their palette.
+* 16-bit integer images are scaled from their dtype's full range to 0-255
+  (``round(x * 255 / 65535)``); other integer types likewise from their full range.
+* Floating-point images with values in [0, 1] are scaled by 255; any other finite float
+  image is min-max rescaled to 0-255. NaN or infinite values are an error.
+* TIFF files stored channel-first (3xHxW) are transposed to HxWx3.
+* Grayscale images, stacks (multi-page TIFF, animated GIF/PNG, 3-D volumes), empty,
+  truncated and non-image files raise :class:`~allnet_core.errors.ImageReadError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from allnet_core.errors import ImageReadError
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "as_rgb_uint8",
+    "atomic_write",
+    "find_images",
+    "read_rgb",
+    "write_csv",
+    "write_image",
+    "write_json",
+    "write_text",
+    "write_tiff",
+]
+
+#: File suffixes (lower case) that :func:`find_images` treats as images.
+IMAGE_SUFFIXES = (".bmp", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
+_TIFF_SUFFIXES = (".tif", ".tiff")
+
+
+def read_rgb(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as an ``HxWx3`` ``uint8`` RGB array.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A BMP (both C-NMC header variants), PNG, JPEG or TIFF file.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``uint8`` array of shape ``(H, W, 3)``.
+
+    Raises
+    ------
+    ImageReadError
+        If the file is missing, empty, truncated, not an image, grayscale or a stack.
+        The message names the file and the problem.
+
+    Examples
+    --------
+    >>> rgb = read_rgb("UID_11_1_1_all.bmp")  # doctest: +SKIP
+    >>> rgb.shape, rgb.dtype  # doctest: +SKIP
+    ((450, 450, 3), dtype('uint8'))
+    """
+    p = Path(path)
+    if not p.exists():
+        raise ImageReadError(p, "no such file")
+    if p.is_dir():
+        raise ImageReadError(p, "is a folder, not an image file")
+    if p.stat().st_size == 0:
+        raise ImageReadError(p, "the file is empty (0 bytes)")
+    if p.suffix.lower() in _TIFF_SUFFIXES:
+        data = _read_tiff(p)
+    else:
+        data = _read_with_imageio(p)
+    return as_rgb_uint8(data, source=p)
+
+
+def _read_tiff(p: Path) -> np.ndarray:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(p) as tif:
+            if len(tif.series) == 0:
+                raise ImageReadError(p, "the TIFF holds no image")
+            if len(tif.series) > 1 or len(tif.pages) > 1:
+                raise ImageReadError(
+                    p, f"multi-page TIFF ({len(tif.pages)} pages); expected a single RGB image"
+                )
+            return tif.series[0].asarray()
+    except ImageReadError:
+        raise
+    except Exception as exc:  # tifffile raises many types on corrupt input
+        raise ImageReadError(p, f"not a readable TIFF file ({exc})") from exc
+
+
+def _read_with_imageio(p: Path) -> np.ndarray:
+    import imageio.v3 as iio
+
+    try:
+        # index=None reads every frame of an animation, so stacks are detected below.
+        return np.asarray(iio.imread(p, index=None))
+    except Exception as exc:  # imageio/Pillow raise OSError, ValueError, SyntaxError...
+        raise ImageReadError(p, f"not a readable image file ({exc})") from exc
+
+
+def as_rgb_uint8(data: np.ndarray, source: str | os.PathLike = "<array>") -> np.ndarray:
+    """Convert an image array to ``HxWx3 uint8`` following :func:`read_rgb`'s rules.
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        Image data as read from a file or taken from a napari layer.
+    source : str or path-like
+        Named in error messages.
+
+    Raises
+    ------
+    ImageReadError
+        For grayscale data, stacks, empty arrays and non-finite floats.
+    """
+    a = np.asarray(data)
+    if a.size == 0:
+        raise ImageReadError(source, f"the image is empty (shape {a.shape})")
+    if a.ndim == 2 or (a.ndim == 3 and a.shape[-1] in (1, 2)):
+        raise ImageReadError(
+            source, f"grayscale image (shape {a.shape}); an RGB colour image is needed"
+        )
+    if a.ndim == 3 and a.shape[-1] not in (3, 4) and a.shape[0] in (3, 4):
+        a = np.moveaxis(a, 0, -1)  # channel-first TIFF
+    if a.ndim != 3 or a.shape[-1] not in (3, 4):
+        raise ImageReadError(
+            source,
+            f"expected a single RGB image, got an array of shape {a.shape} "
+            "(a stack, a volume or an unsupported channel layout)",
+        )
+    a = a[..., :3]
+    return np.ascontiguousarray(_to_uint8(a, source))
+
+
+def _to_uint8(a: np.ndarray, source: str | os.PathLike) -> np.ndarray:
+    if a.dtype == np.uint8:
+        return a
+    if a.dtype == np.bool_:
+        return a.astype(np.uint8) * 255
+    if np.issubdtype(a.dtype, np.integer):
+        info = np.iinfo(a.dtype)
+        f = (a.astype(np.float32) - info.min) * (255.0 / (float(info.max) - info.min))
+        return np.rint(f).astype(np.uint8)
+    if np.issubdtype(a.dtype, np.floating):
+        if not np.all(np.isfinite(a)):
+            raise ImageReadError(source, "the image holds NaN or infinite values")
+        lo, hi = float(a.min()), float(a.max())
+        if lo >= 0.0 and hi <= 1.0:
+            f = a.astype(np.float32) * 255.0
+        elif hi > lo:
+            f = (a.astype(np.float32) - lo) * (255.0 / (hi - lo))
+        else:
+            f = np.zeros(a.shape, np.float32)
+        return np.rint(np.clip(f, 0, 255)).astype(np.uint8)
+    raise ImageReadError(source, f"unsupported pixel type {a.dtype}")
+
+
+def find_images(root: str | os.PathLike, recursive: bool = True) -> list[Path]:
+    """Image files under ``root`` (sorted), by suffix (see :data:`IMAGE_SUFFIXES`)."""
+    root = Path(root)
+    pattern = "**/*" if recursive else "*"
+    return sorted(
+        p for p in root.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+    )
+
+
+# --------------------------------------------------------------------------- writing
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it onto ``path``.
+
+    A crash, a full disk or an exception inside the block never leaves a half-written
+    file under the real name: the temporary file is removed and ``path`` keeps its old
+    content, if any.
+
+    Examples
+    --------
+    >>> with atomic_write("model.keras") as tmp:  # doctest: +SKIP
+    ...     model.save(tmp)
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    with atomic_write(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Write ``obj`` as indented JSON to ``path`` atomically (numpy scalars allowed)."""
+    return write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, os.PathLike):
+        return os.fspath(o)
+    raise TypeError(f"{type(o).__name__} is not JSON serialisable")
+
+
+def write_csv(path: str | os.PathLike, table) -> Path:
+    """Write a pandas DataFrame to CSV atomically, without its index."""
+    with atomic_write(path) as tmp:
+        table.to_csv(tmp, index=False)
+    return Path(path)
+
+
+def write_tiff(path: str | os.PathLike, array: np.ndarray, **kwargs) -> Path:
+    """Write an array as a (zlib-compressed) TIFF atomically."""
+    import tifffile
+
+    kwargs.setdefault("compression", "zlib")
+    with atomic_write(path) as tmp:
+        tifffile.imwrite(tmp, array, **kwargs)
+    return Path(path)
+
+
+def write_image(path: str | os.PathLike, rgb: np.ndarray) -> Path:
+    """Write a uint8 image (PNG, BMP, JPEG... by suffix; TIFF via tifffile) atomically."""
+    path = Path(path)
+    if path.suffix.lower() in _TIFF_SUFFIXES:
+        return write_tiff(path, rgb, photometric="rgb" if rgb.ndim == 3 else None)
+    import imageio.v3 as iio
+
+    with atomic_write(path) as tmp:
+        iio.imwrite(tmp, rgb, extension=path.suffix.lower())
+    return path
