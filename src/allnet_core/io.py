@@ -112,7 +112,7 @@ def _read_with_imageio(p: Path) -> np.ndarray:
 
     try:
         # index=None reads every frame of an animation, so stacks are detected below.
-        return np.asarray(iio.imread(p, index=None))
+        return np.asarray(iio.imread(p, index=None, plugin="pillow"))
     except Exception as exc:  # imageio/Pillow raise OSError, ValueError, SyntaxError...
         raise ImageReadError(p, f"not a readable image file ({exc})") from exc
 
