@@ -57,7 +57,9 @@ log = logging.getLogger(__name__)
 #: Columns of the table returned by :func:`discover`.
 COLUMNS = ("path", "label", "subject", "fold", "source")
 
-_CNMC_NAME = re.compile(r"^UID_([A-Za-z]*\d+)_(\d+)_(\d+)_(all|hem)\.[A-Za-z]+$", re.IGNORECASE)
+# ``_aug<k>`` marks an augmented copy written by ``allnet augment``; it keeps the subject.
+_CNMC_NAME = re.compile(r"^UID_([A-Za-z]*\d+)_(\d+)_(\d+)(?:_aug\d+)?_(all|hem)\.[A-Za-z]+$",
+                        re.IGNORECASE)
 _FOLD_DIR = re.compile(r"^fold_(\d+)$", re.IGNORECASE)
 _CLASS_FOLDERS = {
     "all": "ALL", "blast": "ALL", "blasts": "ALL", "leukemia": "ALL", "leukaemia": "ALL",
@@ -126,7 +128,7 @@ class DatasetReport:
 
 
 def parse_cnmc_name(name: str) -> dict | None:
-    """Parse a C-NMC cell file name.
+    """Parse a C-NMC cell file name (also ``allnet augment``'s ``..._aug<k>_all.bmp`` copies).
 
     Returns
     -------

@@ -51,6 +51,7 @@ def test_parse_cnmc_name():
     assert parse_cnmc_name("UID_h3_2_1_hem.bmp") == {
         "subject": "h3", "image": 2, "cell": 1, "label": "HEM"}
     assert parse_cnmc_name("UID_11_1_2_ALL.BMP")["label"] == "ALL"
+    assert parse_cnmc_name("UID_H3_2_1_aug4_hem.bmp")["subject"] == "h3"  # allnet augment copy
     assert parse_cnmc_name("cell_1.bmp") is None
 
 

@@ -1,0 +1,430 @@
+"""A constant-memory source of training batches: read, augment, resize, one-hot.
+
+:class:`TrainingFeed` is a :class:`keras.utils.PyDataset`: Keras' ``fit``/``evaluate``/
+``predict`` pull batches from it with worker threads (or processes), on every backend
+(TensorFlow, JAX, PyTorch). It holds only file paths, labels and a plan; images are read
+from disk for each batch, so memory does not grow with the dataset (12,000 cells of
+450x450x3 would take 29 GB as float32). An optional cache keeps decoded ``uint8`` images
+up to a byte limit.
+
+Lazy Keras import
+-----------------
+``import allnet_core.feed`` does not import Keras. :class:`TrainingFeed` is created on
+first access through the module's ``__getattr__`` (PEP 562), so
+``from allnet_core.feed import TrainingFeed`` and :func:`make_feed` import Keras only then.
+:func:`resize_for_model` and :class:`FeedCore` (all of the feed's logic, without the
+Keras base class) work without Keras.
+
+What one sample goes through
+----------------------------
+1. :func:`allnet_core.io.read_rgb` (``HxWx3 uint8``; a clear error names a bad file);
+2. augmentation at the image's own resolution: the plan's parameters for that sample
+   (see :func:`allnet_core.augment.balance_plan`), or, without a plan, parameters drawn by
+   ``augmenter`` from a generator seeded by ``(seed, epoch, sample)``, or nothing
+   (validation and hold-out feeds);
+3. :func:`resize_for_model` to ``input_size`` (float32, 0-255, as ALLNet expects).
+
+Order: samples are shuffled once per epoch under ``seed`` (``on_epoch_begin`` moves to the
+next epoch from the second epoch on; :meth:`FeedCore.set_epoch` jumps to one, e.g. when a
+run resumes). Pass
+``shuffle=False`` to ``model.fit`` so that Keras does not reorder the batches again with
+an unseeded generator; the feed's own shuffle already mixes samples across batches.
+The last, partial batch is included.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from allnet_core.augment import Augmenter, apply_params, parse_params
+from allnet_core.errors import ConfigError, DatasetError, ImageReadError
+
+__all__ = ["DEFAULT_CLASS_NAMES", "FeedCore", "TrainingFeed", "make_feed", "resize_for_model"]
+
+#: Class order of the one-hot labels (index 1 = ALL), as ALLNet's output.
+DEFAULT_CLASS_NAMES = ("HEM", "ALL")
+
+
+def resize_for_model(image: np.ndarray, size: int) -> np.ndarray:
+    """Turn a cell image into the model's input: ``(size, size, 3)`` float32 in 0-255.
+
+    A non-square image is first padded with black to a centred square (cells sit on black,
+    so the aspect ratio is kept). Shrinking uses area averaging
+    (:func:`skimage.transform.resize_local_mean`: every output pixel is the mean of the
+    input area it covers, so no aliasing); enlarging uses bilinear interpolation
+    (:func:`skimage.transform.resize`, ``order=1``). An image already of the right size is
+    only converted to float32. Inference uses the same function, so training and
+    classification see identical pixels.
+
+    Parameters
+    ----------
+    image : (H, W, 3) ndarray
+        ``uint8`` (or float in 0-255) RGB image.
+    size : int
+        Side length of the model's input.
+
+    Returns
+    -------
+    (size, size, 3) float32 ndarray
+
+    Examples
+    --------
+    >>> x = resize_for_model(np.full((450, 300, 3), 200, np.uint8), 150)
+    >>> x.shape, x.dtype.name, float(x[75, 75, 0]), float(x[75, 0, 0])
+    ((150, 150, 3), 'float32', 200.0, 0.0)
+    """
+    from skimage.transform import resize, resize_local_mean
+
+    a = np.asarray(image)
+    if a.ndim != 3 or a.shape[-1] != 3 or a.shape[0] == 0 or a.shape[1] == 0:
+        raise ImageReadError("<array>", f"expected an HxWx3 RGB image, got shape {a.shape}")
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+        raise ConfigError(f"input size must be a positive integer, got {size!r}")
+    h, w = a.shape[:2]
+    if h != w:
+        side = max(h, w)
+        square = np.zeros((side, side, 3), dtype=a.dtype)
+        top, left = (side - h) // 2, (side - w) // 2
+        square[top:top + h, left:left + w] = a
+        a = square
+    side = a.shape[0]
+    if side == size:
+        return a.astype(np.float32)
+    if side > size:
+        out = resize_local_mean(a, (size, size), grid_mode=True, preserve_range=True,
+                                channel_axis=-1)
+    else:
+        out = resize(a, (size, size), order=1, mode="edge", anti_aliasing=False,
+                     preserve_range=True)
+    return out.astype(np.float32)
+
+
+def _default_workers() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def _check_positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+class FeedCore:
+    """Everything :class:`TrainingFeed` does, without the Keras base class.
+
+    Parameters
+    ----------
+    paths : sequence of path-like
+        Image files, one per row of the training (or validation) table.
+    labels : sequence
+        Class of each file: names from ``class_names`` (e.g. ``"ALL"``) or class indices.
+    plan : pandas.DataFrame, optional
+        From :func:`~allnet_core.augment.balance_plan` (or :func:`~allnet_core.augment.
+        read_plan`): one row per sample, ``index`` into ``paths`` and ``params``. Without
+        a plan every file is one sample.
+    batch_size : int
+        Samples per batch (the paper: 16). The last batch may be smaller.
+    input_size : int
+        Side length of the model input; images are resized with :func:`resize_for_model`.
+    augmenter : Augmenter, optional
+        Without a plan: draws fresh parameters for every sample and epoch (on-the-fly
+        augmentation). With a plan: its :meth:`~allnet_core.augment.Augmenter.apply`
+        replays the plan's parameters. None and no plan: no augmentation (validation and
+        hold-out feeds).
+    shuffle : bool
+        Shuffle the samples once per epoch under ``seed``.
+    seed : int
+        Seed of the per-epoch order and of on-the-fly augmentation.
+    cache_bytes : int
+        Keep up to this many bytes of decoded ``uint8`` originals in memory (first come,
+        first kept; no eviction, so a random order still hits the cache at the rate
+        ``cache_bytes / dataset bytes``). 0 disables the cache. With
+        ``use_multiprocessing`` each worker process has its own cache.
+    class_names : sequence of str
+        Order of the one-hot columns (index 1 = ALL by default, like ALLNet's output).
+    epoch : int
+        Epoch to start at (for resumed runs).
+    check_files : bool
+        Check that every file exists when the feed is made, so a missing file fails
+        before training starts rather than hours into it.
+    """
+
+    def __init__(self, paths: Sequence, labels: Sequence, plan=None, batch_size: int = 16,
+                 input_size: int = 450, augmenter: Augmenter | None = None,
+                 shuffle: bool = True, seed: int = 0, cache_bytes: int = 0,
+                 class_names: Sequence[str] = DEFAULT_CLASS_NAMES, epoch: int = 0,
+                 check_files: bool = True):
+        self._plan_given = plan is not None
+        self.paths = [os.fspath(p) for p in paths]
+        n = len(self.paths)
+        if len(labels) != n:
+            raise DatasetError(f"{n} paths but {len(labels)} labels; they must match")
+        self.batch_size = _check_positive_int("batch_size", batch_size)
+        self.input_size = _check_positive_int("input_size", input_size)
+        if isinstance(cache_bytes, bool) or not isinstance(cache_bytes, (int, np.integer)) \
+                or cache_bytes < 0:
+            raise ConfigError(f"cache_bytes must be an integer >= 0, got {cache_bytes!r}")
+        self.cache_bytes = int(cache_bytes)
+        self.class_names = tuple(str(c) for c in class_names)
+        if len(self.class_names) < 2 or len(set(self.class_names)) != len(self.class_names):
+            raise ConfigError(f"class_names must be 2+ distinct names, got {class_names!r}")
+        if augmenter is not None and not hasattr(augmenter, "apply"):
+            raise ConfigError(f"augmenter must be an Augmenter, got {augmenter!r}")
+        self.augmenter = augmenter
+        self.shuffle = bool(shuffle)
+        self.seed = int(seed)
+        self._y = self._encode_labels(labels)
+        self._rows, self._params = self._read_plan(plan, labels)
+        if len(self._rows) == 0:
+            raise DatasetError("the feed has no samples (empty file list or plan)")
+        if check_files:
+            missing = [p for p in self.paths if not os.path.isfile(p)]
+            if missing:
+                more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+                raise DatasetError(f"{len(missing)} image file(s) do not exist: "
+                                   f"{', '.join(missing[:3])}{more}")
+        self._lock = threading.Lock()
+        self._cache: dict[int, np.ndarray] = {}
+        self._cache_used = 0
+        self.set_epoch(epoch)
+
+    # -- construction helpers ------------------------------------------------------------
+
+    def _encode_labels(self, labels) -> np.ndarray:
+        lookup = {name: k for k, name in enumerate(self.class_names)}
+        out = np.empty(len(labels), dtype=np.int64)
+        for i, lab in enumerate(labels):
+            if isinstance(lab, (int, np.integer)) and not isinstance(lab, bool):
+                k = int(lab) if 0 <= int(lab) < len(self.class_names) else None
+            else:
+                k = lookup.get(str(lab))
+            if k is None:
+                raise DatasetError(
+                    f"{self.paths[i]}: label {lab!r} is not one of {list(self.class_names)}"
+                )
+            out[i] = k
+        return out
+
+    def _read_plan(self, plan, labels) -> tuple[np.ndarray, list[dict | None]]:
+        n = len(self.paths)
+        if plan is None:
+            return np.arange(n, dtype=np.int64), [None] * n
+        cols = set(getattr(plan, "columns", ()))
+        if not {"index", "params"} <= cols:
+            raise ConfigError(
+                "plan must be a table with columns 'index' and 'params' (from balance_plan)"
+            )
+        rows = np.asarray(plan["index"])
+        if rows.size and (not np.issubdtype(rows.dtype, np.integer)
+                          or rows.min() < 0 or rows.max() >= n):
+            raise ConfigError(
+                f"plan refers to rows outside 0..{n - 1}: it was made for another table"
+            )
+        rows = rows.astype(np.int64)
+        if "label" in cols:
+            plan_labels = np.asarray(plan["label"]).astype(str)
+            given = np.array([str(lab) for lab in labels], dtype=object)
+            bad = np.flatnonzero(plan_labels != given[rows].astype(str))
+            if bad.size:
+                r = int(bad[0])
+                raise ConfigError(
+                    f"plan row {r} says label {plan_labels[r]!r} but {self.paths[rows[r]]} is "
+                    f"{given[rows[r]]!r}: the plan was made for another table"
+                )
+        params = [parse_params(p) or None for p in plan["params"]]
+        return rows, params
+
+    # -- epochs and order ----------------------------------------------------------------
+
+    def set_epoch(self, epoch: int) -> None:
+        """Jump to ``epoch`` (0-based): sets the sample order and on-the-fly augmentation.
+
+        The next epoch Keras runs uses this epoch's order.
+        """
+        self.epoch = int(epoch)
+        self._fresh = True
+        n = len(self._rows)
+        if self.shuffle:
+            self._order = np.random.default_rng([self.seed, self.epoch]).permutation(n)
+        else:
+            self._order = np.arange(n)
+
+    def on_epoch_begin(self) -> None:
+        """Keras calls this before each epoch: from the second one on, move to the next.
+
+        Counting epochs here rather than in ``on_epoch_end`` keeps the first epoch of a
+        ``fit`` at ``epoch`` (Keras also calls ``on_epoch_end`` once before training starts).
+        """
+        if not self._fresh:
+            self.set_epoch(self.epoch + 1)
+        self._fresh = False
+
+    def on_epoch_end(self) -> None:
+        """Nothing to do: the next :meth:`on_epoch_begin` moves to the next epoch."""
+
+    @property
+    def num_samples(self) -> int:
+        """Samples per epoch (plan rows, or files without a plan)."""
+        return len(self._rows)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self._rows) / self.batch_size)
+
+    def sample_indices(self) -> np.ndarray:
+        """Row positions into ``paths`` of this epoch's samples, in feed order."""
+        return self._rows[self._order]
+
+    def targets(self) -> np.ndarray:
+        """Class indices of this epoch's samples, in feed order (for metrics)."""
+        return self._y[self.sample_indices()]
+
+    # -- reading -------------------------------------------------------------------------
+
+    def _read(self, row: int) -> np.ndarray:
+        cached = self._cache.get(row)
+        if cached is not None:
+            return cached
+        path = self.paths[row]
+        from allnet_core.io import read_rgb
+
+        image = read_rgb(path)
+        if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
+            raise ImageReadError(path, f"expected an HxWx3 uint8 RGB image after reading, got "
+                                       f"shape {image.shape} and dtype {image.dtype}")
+        if self.cache_bytes and self._cache_used + image.nbytes <= self.cache_bytes:
+            with self._lock:
+                if row not in self._cache and self._cache_used + image.nbytes <= self.cache_bytes:
+                    image.setflags(write=False)
+                    self._cache[row] = image
+                    self._cache_used += image.nbytes
+        return image
+
+    def load_sample(self, position: int) -> np.ndarray:
+        """The ``uint8`` image of sample ``position`` (in this epoch's order), augmented."""
+        sample = int(self._order[position])
+        row = int(self._rows[sample])
+        image = self._read(row)
+        params = self._params[sample]
+        if params is None and self.augmenter is not None and not self._plan_given:
+            rng = np.random.default_rng([self.seed, self.epoch, sample])
+            params = self.augmenter.sample_params(rng)
+        if params:
+            applier = self.augmenter.apply if self.augmenter is not None else apply_params
+            try:
+                image = applier(image, params)
+            except ImageReadError as exc:
+                raise ImageReadError(self.paths[row], exc.problem) from exc
+        return image
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"batch {index} out of range (0..{len(self) - 1})")
+        start = index * self.batch_size
+        stop = min(start + self.batch_size, len(self._rows))
+        size = self.input_size
+        x = np.empty((stop - start, size, size, 3), dtype=np.float32)
+        for j, pos in enumerate(range(start, stop)):
+            image = self.load_sample(pos)
+            if image.shape == (size, size, 3):
+                x[j] = image  # cast on assignment: no intermediate float copy
+            else:
+                x[j] = resize_for_model(image, size)
+        labels = self._y[self._rows[self._order[start:stop]]]
+        y = np.zeros((stop - start, len(self.class_names)), dtype=np.float32)
+        y[np.arange(stop - start), labels] = 1.0
+        return x, y
+
+    # -- pickling for multiprocessing workers ---------------------------------------------
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state.pop("_lock", None)
+        state["_cache"], state["_cache_used"] = {}, 0
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+
+@functools.cache
+def _feed_class() -> type:
+    from allnet_core.backend import get_keras
+
+    keras = get_keras()
+
+    class TrainingFeed(FeedCore, keras.utils.PyDataset):
+        def __init__(self, paths: Sequence, labels: Sequence, plan=None, batch_size: int = 16,
+                     input_size: int = 450, augmenter: Augmenter | None = None,
+                     shuffle: bool = True, seed: int = 0, workers: int | None = None,
+                     use_multiprocessing: bool = False, max_queue_size: int | None = None,
+                     cache_bytes: int = 0, class_names: Sequence[str] = DEFAULT_CLASS_NAMES,
+                     epoch: int = 0, check_files: bool = True):
+            workers = _default_workers() if workers is None else _check_positive_int(
+                "workers", workers)
+            if max_queue_size is None:
+                max_queue_size = max(2, 2 * workers)
+            keras.utils.PyDataset.__init__(
+                self, workers=workers, use_multiprocessing=bool(use_multiprocessing),
+                max_queue_size=_check_positive_int("max_queue_size", max_queue_size))
+            FeedCore.__init__(
+                self, paths, labels, plan=plan, batch_size=batch_size, input_size=input_size,
+                augmenter=augmenter, shuffle=shuffle, seed=seed, cache_bytes=cache_bytes,
+                class_names=class_names, epoch=epoch, check_files=check_files)
+
+        def on_epoch_begin(self) -> None:
+            FeedCore.on_epoch_begin(self)
+
+        def on_epoch_end(self) -> None:
+            FeedCore.on_epoch_end(self)
+
+    TrainingFeed.__module__ = __name__
+    TrainingFeed.__qualname__ = "TrainingFeed"
+    TrainingFeed.__doc__ = _TRAINING_FEED_DOC.format(
+        parameters=(FeedCore.__doc__ or "").split("\n", 2)[2].rstrip())
+    return TrainingFeed
+
+
+_TRAINING_FEED_DOC = """Batches ``(images, one_hot)`` for Keras ``fit``: a ``keras.utils.PyDataset``.
+
+    ``images`` is float32 ``(B, input_size, input_size, 3)`` in 0-255, ``one_hot`` float32
+    ``(B, len(class_names))`` (index 1 = ALL).
+
+{parameters}
+    workers : int, optional
+        Threads (or processes) that prepare batches; default ``min(4, cpu_count)``.
+    use_multiprocessing : bool
+        Use processes instead of threads (the feed pickles; the cache is per process).
+    max_queue_size : int, optional
+        Batches prepared ahead; default ``2 * workers``. Memory use is bounded by it.
+
+    Examples
+    --------
+    >>> from allnet_core.augment import balance_plan
+    >>> plan = balance_plan(table["label"], per_class=6000, seed=0)      # doctest: +SKIP
+    >>> train = TrainingFeed(table["path"], table["label"], plan=plan)   # doctest: +SKIP
+    >>> val = TrainingFeed(val_table["path"], val_table["label"], shuffle=False)  # doctest: +SKIP
+    >>> model.fit(train, validation_data=val, epochs=65, shuffle=False)  # doctest: +SKIP
+"""
+
+
+def make_feed(paths: Sequence, labels: Sequence, plan=None, **kwargs):
+    """Make a :class:`TrainingFeed` (imports Keras); same parameters."""
+    return _feed_class()(paths, labels, plan=plan, **kwargs)
+
+
+def __getattr__(name: str):
+    if name == "TrainingFeed":
+        return _feed_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + ["TrainingFeed"])
