@@ -1,0 +1,314 @@
+"""The "Classify cells" widget: ALL/HEM for every white cell of an RGB image.
+
+Keras never loads into napari's process: the image (and the labels, when chosen) are
+written to a temporary folder and the deep-learning worker process
+(:mod:`allnet_core.worker`, through :class:`~napari_allnet._worker_client.WorkerClient`)
+classifies them with :mod:`allnet_core.inference`. A napari ``thread_worker`` only watches
+that process, so the viewer stays responsive and Cancel works. If the worker crashes, a
+notification shows why and no layer is touched.
+
+Output: a Labels layer ``"<image> classes"`` whose ``features`` hold one row per cell
+(``label``, ``class``, ``p_all``, ``area``, ...), coloured by class (ALL vermillion
+``#d55e00``, HEM blue ``#0072b2``); hovering a cell shows its row in the status bar. With
+Grad-CAM, an Image layer ``"<image> Grad-CAM"`` lies over the image: inferno colours
+whose opacity rises with the evidence (zero evidence is transparent), scaled to the
+image's strongest evidence.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    Label,
+    PushButton,
+    create_widget,
+)
+
+from allnet_core.progress import CancelToken
+from napari_allnet import _worker_client as session
+from napari_allnet._colors import ALL_COLOR, HEM_COLOR, class_colormap, gradcam_colormap
+from napari_allnet._common import LayerProblem, layer_rgb, place_like, upsert_layer
+
+if TYPE_CHECKING:
+    import napari
+
+__all__ = ["ClassifyWidget", "run_classification", "summary_line"]
+
+MODEL_FILE = "model file"
+SESSION_MODEL = "last model trained in this session"
+
+
+def summary_line(table) -> str:
+    """``"n cells, n ALL (fraction), n HEM"`` for a per-cell table."""
+    n = len(table)
+    n_all = int((table["class"] == "ALL").sum()) if n else 0
+    frac = n_all / n if n else 0.0
+    cells = f"{n} cell{'s' if n != 1 else ''}"
+    return f"{cells}: {n_all} ALL, {n - n_all} HEM (ALL fraction {frac:.0%})"
+
+
+def run_classification(client, rgb: np.ndarray, labels: np.ndarray | None, model: str,
+                       tta: bool = False, gradcam: bool = False, cancel=None):
+    """Generator run in a ``thread_worker``: hand the job to the worker process.
+
+    Yields the worker's progress events (dicts with ``"kind"``); returns a dict with
+    ``labels``, ``table`` and ``heatmap`` (or ``{"cancelled": message}``). ``cancel`` is a
+    :class:`~allnet_core.progress.CancelToken` that the Cancel button sets.
+    """
+    import pandas as pd
+    import tifffile
+
+    from allnet_core.io import write_tiff
+
+    tmp = Path(tempfile.mkdtemp(prefix="allnet-classify-"))
+    try:
+        image_path = write_tiff(tmp / "image.tif", rgb, photometric="rgb")
+        labels_path = None
+        if labels is not None:
+            labels_path = write_tiff(tmp / "input_labels.tif", labels.astype(np.int32))
+        request = {"image_path": str(image_path), "model": str(model), "tta": bool(tta),
+                   "gradcam": bool(gradcam), "out_dir": str(tmp / "out"),
+                   "labels_path": None if labels_path is None else str(labels_path)}
+        for msg in client.stream("classify", cancel=cancel, **request):
+            if msg["kind"] == "progress":
+                yield msg["event"]
+            elif msg["kind"] == "cancelled":
+                return {"cancelled": msg.get("message", "cancelled")}
+            elif msg["kind"] == "result":
+                res = msg["result"]
+                out = {
+                    "labels": np.asarray(tifffile.imread(res["labels_path"])).astype(np.int32),
+                    "table": pd.read_csv(res["table_path"]),
+                    "heatmap": None,
+                }
+                if res.get("heatmap_path"):
+                    out["heatmap"] = np.asarray(tifffile.imread(res["heatmap_path"]), np.float32)
+                return out
+        return {"cancelled": "the worker ended the job without an answer"}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+class ClassifyWidget(Container):
+    """Classify the white cells of an RGB image layer as ALL (blast) or HEM (healthy)."""
+
+    def __init__(self, viewer: napari.viewer.Viewer):
+        super().__init__(labels=True)
+        self._viewer = viewer
+        self._worker = None
+        self._pbar = None
+        self._cancel = CancelToken()
+        self.result_layer = None
+        self.image = create_widget(annotation="napari.layers.Image", label="image")
+        self.labels = create_widget(annotation="napari.layers.Labels | None",
+                                    label="cells (labels)",
+                                    options={"tooltip": "Leave empty to segment automatically"})
+        self.model_source = ComboBox(label="model", choices=[MODEL_FILE, SESSION_MODEL],
+                                     value=SESSION_MODEL if session.last_model() else MODEL_FILE)
+        self.model_file = FileEdit(label="model file", mode="r", filter="*.keras",
+                                   tooltip="A .keras model (e.g. fold_k/model.keras of a run)")
+        self.session_model = Label(label="session model", value=self._session_text())
+        self.tta = CheckBox(text="test-time augmentation (flips and rotations)", value=False)
+        self.gradcam = CheckBox(text="Grad-CAM heatmap", value=False)
+        self.run_button = PushButton(text="Classify")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.status = Label(value="")
+        self.summary = Label(value="")
+        self.export_button = PushButton(text="Export CSV...", enabled=False)
+        for label in (self.status, self.summary, self.session_model):
+            label.native.setWordWrap(True)
+        self.extend([self.image, self.labels, self.model_source, self.model_file,
+                     self.session_model, self.tta, self.gradcam, self.run_button,
+                     self.cancel_button, self.status, self.summary, self.export_button])
+        self.run_button.changed.connect(self.run)
+        self.cancel_button.changed.connect(self.cancel)
+        self.export_button.changed.connect(self._export_dialog)
+        self.model_source.changed.connect(self._sync_model_fields)
+        session.model_registered.connect(self._on_model_registered)
+        self._sync_model_fields()
+
+    # ------------------------------------------------------------------ model choice
+    @staticmethod
+    def _session_text() -> str:
+        last = session.last_model()
+        return last if last else "(none yet: train one with 'Train ALLNet')"
+
+    def _on_model_registered(self, path: str) -> None:
+        try:
+            self.session_model.value = self._session_text()
+            self.model_source.value = SESSION_MODEL
+        except RuntimeError:  # the widget was closed: its Qt objects are gone
+            session.model_registered.disconnect(self._on_model_registered)
+
+    def _sync_model_fields(self, *_: Any) -> None:
+        from_file = self.model_source.value == MODEL_FILE
+        self.model_file.visible = from_file
+        self.session_model.visible = not from_file
+
+    def _model_path(self) -> str:
+        if self.model_source.value == SESSION_MODEL:
+            last = session.last_model()
+            if not last:
+                raise LayerProblem("Classify cells: no model has been trained in this session "
+                                   "yet. Train one with 'Train ALLNet', or choose 'model file' "
+                                   "and pick a .keras file.")
+            return last
+        path = Path(str(self.model_file.value))
+        if not str(self.model_file.value) or not path.is_file():
+            raise LayerProblem(f"Classify cells: choose a model file (.keras); {path} is not a "
+                               "file.")
+        return str(path)
+
+    # ------------------------------------------------------------------ running
+    @property
+    def busy(self) -> bool:
+        """True while a classification runs."""
+        return self._worker is not None
+
+    @property
+    def client(self):
+        """The session's classification worker client."""
+        return session.get_client("classify")
+
+    def run(self) -> None:
+        """Classify the chosen image in the worker process (non-blocking)."""
+        from napari.qt.threading import create_worker
+        from napari.utils import progress
+        from napari.utils.notifications import show_warning
+
+        if self.busy:
+            return
+        image = self.image.value
+        try:
+            rgb = layer_rgb(image, "Classify cells")
+            labels = self._labels_for(rgb)
+            model = self._model_path()
+        except LayerProblem as exc:
+            self.status.value = "Cannot classify: see the notification"
+            show_warning(str(exc))
+            return
+        self.run_button.enabled = False
+        self.cancel_button.enabled = True
+        self.status.value = ("Classifying..." if self.client.is_alive()
+                             else "Starting the worker...")
+        self._pbar = progress(total=0, desc="Classify cells")
+        self._cancel = CancelToken()
+        worker = create_worker(
+            run_classification, self.client, rgb, labels, model, self.tta.value,
+            self.gradcam.value, self._cancel,
+            _connect={"yielded": self._on_event, "returned": lambda r: self._show(image, r),
+                      "errored": self._failed, "finished": self._done},
+        )
+        self._worker = worker
+
+    def _labels_for(self, rgb: np.ndarray) -> np.ndarray | None:
+        layer = self.labels.value
+        if layer is None:
+            return None
+        data = np.asarray(layer.data[0] if layer.multiscale else layer.data)
+        if data.shape != rgb.shape[:2]:
+            raise LayerProblem(
+                f"Classify cells: labels layer {layer.name!r} has shape {data.shape} but the "
+                f"image is {rgb.shape[0]}x{rgb.shape[1]}; choose matching layers or leave "
+                "'cells' empty to segment automatically.")
+        return data
+
+    def cancel(self) -> None:
+        """Ask the worker to stop at its next batch (it is terminated after a grace period)."""
+        if self.busy:
+            self.status.value = "Cancelling..."
+            self.cancel_button.enabled = False
+            self._cancel.cancel()
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        kind = event.get("kind")
+        done = event.get("done", event.get("n"))
+        total = event.get("total")
+        if self._pbar is not None and total:
+            self._pbar.total = int(total)
+            self._pbar.n = int(done or 0)
+            self._pbar.refresh()
+        if kind == "stage":
+            self.status.value = f"{str(event.get('stage', '')).capitalize()}..."
+            if self._pbar is not None:
+                self._pbar.set_description(f"Classify cells: {event.get('stage', '')}")
+        elif total:
+            self.status.value = f"{kind}: {done}/{total}"
+
+    def _show(self, image, result: dict[str, Any]) -> None:
+        from napari.utils.notifications import show_info
+
+        if "cancelled" in result:
+            self.status.value = "Cancelled"
+            show_info(f"Classify cells: {result['cancelled']}")
+            return
+        table = result["table"]
+        classes = dict(zip(table["label"].astype(int), table["class"].astype(str), strict=True))
+        features = table.assign(index=table["label"].astype(int))
+        self.result_layer = upsert_layer(
+            self._viewer, f"{image.name} classes", result["labels"], "labels",
+            features=features, colormap=class_colormap(classes), opacity=0.6,
+            **place_like(image))
+        if result["heatmap"] is not None:
+            heat = result["heatmap"]
+            top = float(heat.max()) if heat.size else 0.0
+            upsert_layer(self._viewer, f"{image.name} Grad-CAM", heat, "image",
+                         colormap=gradcam_colormap(), blending="translucent", opacity=0.8,
+                         contrast_limits=(0.0, top if top > 0 else 1.0), **place_like(image))
+        self.summary.value = summary_line(table)
+        self.status.value = (f"Done: layer '{self.result_layer.name}' (ALL {ALL_COLOR}, "
+                             f"HEM {HEM_COLOR})")
+        if result["heatmap"] is not None and not result["heatmap"].any():
+            self.status.value += ("; Grad-CAM found no positive evidence for the predicted "
+                                  "class (the heatmap is empty)")
+        self.export_button.enabled = True
+
+    def _failed(self, exc: Exception) -> None:
+        from napari.utils.notifications import show_error
+
+        self.status.value = "Classification failed: see the notification"
+        show_error(f"Classify cells failed: {exc}")
+
+    def _done(self) -> None:
+        self._worker = None
+        if self._pbar is not None:
+            self._pbar.close()
+            self._pbar = None
+        self.run_button.enabled = True
+        self.cancel_button.enabled = False
+
+    # ------------------------------------------------------------------ export
+    def export_csv(self, path: str | Path) -> Path:
+        """Save the per-cell table of the last result as CSV (atomically)."""
+        from napari_allnet._writer import write_cells_csv
+
+        if self.result_layer is None:
+            raise LayerProblem("Classify cells: nothing to export yet; classify first")
+        meta = {"features": self.result_layer.features, "name": self.result_layer.name}
+        return Path(write_cells_csv(str(path), self.result_layer.data, meta)[0])
+
+    def _export_dialog(self, *_: Any) -> None:
+        from napari.utils.notifications import show_error, show_info
+        from qtpy.QtWidgets import QFileDialog
+
+        if self.result_layer is None:
+            return
+        path, _ = QFileDialog.getSaveFileName(self.native, "Export cell table",
+                                              f"{self.result_layer.name}.csv", "CSV (*.csv)")
+        if not path:
+            return
+        try:
+            saved = self.export_csv(path)
+        except (OSError, ValueError) as exc:
+            show_error(f"Export CSV failed: {exc}")
+        else:
+            show_info(f"Saved {saved}")

@@ -1,0 +1,416 @@
+"""The "Train ALLNet" widget: cross-validated training in the deep-learning worker process.
+
+Every training field is named after a :class:`allnet_core.training.TrainConfig` field and
+its type, default and profile values come from ``TrainConfig`` and
+:data:`~allnet_core.training.PROFILES` (nothing is copied here). Before training starts,
+the dataset is checked in this process with :func:`allnet_core.datasets.scan` and
+:func:`allnet_core.training.check_dataset` (empty folder, one class, too few subjects for
+the folds), so problems show at once. Training itself runs in the worker process
+(:func:`allnet_core.training.cross_validate`), watched by a ``thread_worker``: a napari
+progress bar over folds and epochs, live fold/epoch/loss/accuracy, and a Cancel that stops
+at the next batch and leaves a run that "resume" continues.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    PushButton,
+    SpinBox,
+    Table,
+)
+
+from allnet_core.progress import CancelToken
+from napari_allnet import _worker_client as session
+
+if TYPE_CHECKING:
+    import napari
+
+__all__ = ["TRAIN_FIELDS", "TrainWidget", "metrics_table", "run_training"]
+
+#: The TrainConfig fields shown in the widget (others come from the chosen profile).
+TRAIN_FIELDS = ("epochs", "batch_size", "lr", "folds", "holdout", "split", "input_size",
+                "per_class", "seed")
+#: Metric columns of the Table-3-style summary, in the paper's order.
+METRICS = ("accuracy", "specificity", "recall", "f1", "precision", "mcc")
+_LABELS = {"lr": "learning rate", "holdout": "hold-out fraction", "split": "split by",
+           "per_class": "images per class", "input_size": "input size (px)",
+           "batch_size": "batch size"}
+_STEPS = {"lr": 1e-6, "holdout": 0.05}
+_LIMITS = {"holdout": (0.05, 0.95), "lr": (1e-8, 1.0)}
+
+
+def _config_fields() -> dict[str, dataclasses.Field]:
+    from allnet_core.training import TrainConfig
+
+    return {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def _field_widget(name: str, default: Any):
+    """A magicgui widget for one TrainConfig field, chosen from its default's type."""
+    label = _LABELS.get(name, name.replace("_", " "))
+    if name == "split":
+        from allnet_core import training
+
+        choices = list(getattr(training, "_SPLITS", ("subject", "image")))
+        return ComboBox(name=name, label=label, choices=choices, value=default,
+                        tooltip="subject: no donor's cells in two splits (honest); image: "
+                                "cells split one by one, as the paper did")
+    if isinstance(default, bool):
+        return CheckBox(name=name, text=label, value=default)
+    if isinstance(default, int):
+        lo = 0 if name == "seed" else 1
+        return SpinBox(name=name, label=label, min=lo, max=10_000_000, value=default)
+    if isinstance(default, float):
+        lo, hi = _LIMITS.get(name, (0.0, 1e6))
+        return FloatSpinBox(name=name, label=label, min=lo, max=hi,
+                            step=_STEPS.get(name, 0.01), value=default)
+    raise TypeError(f"no widget for TrainConfig field {name!r} of type {type(default)}")
+
+
+def metrics_table(folds: list[dict[str, Any]], holdout: dict[str, Any] | None,
+                  best_fold: int | None = None) -> dict[str, Any]:
+    """The Table-3-style summary as magicgui ``Table`` data (percentages).
+
+    Rows: each fold, ``mean ± std`` over folds, and the hold-out score of the best fold.
+    """
+    import numpy as np
+
+    def pct(v):
+        return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
+
+    rows, index = [], []
+    for i, m in enumerate(folds, 1):
+        rows.append([pct(m.get(k)) for k in METRICS])
+        index.append(f"fold {m.get('fold', i)}")
+    if folds:
+        row = []
+        for k in METRICS:
+            v = np.array([m.get(k, np.nan) for m in folds], dtype=float)
+            row.append(f"{100 * np.nanmean(v):.1f} ± {100 * np.nanstd(v):.1f}"
+                       if np.isfinite(v).any() else "")
+        rows.append(row)
+        index.append("mean ± std")
+    if holdout:
+        rows.append([pct(holdout.get(k)) for k in METRICS])
+        index.append(f"hold-out (fold {best_fold or holdout.get('fold', '?')})")
+    return {"data": rows, "index": index, "columns": list(METRICS)}
+
+
+def check_dataset_folder(data: str | Path, config) -> list[str]:
+    """Problems of a dataset folder found before training (errors raise DatasetError).
+
+    Returns the warnings (as text). Decoding every image is left to the worker, which
+    does it before its first epoch.
+    """
+    from allnet_core.datasets import scan
+    from allnet_core.training import check_dataset
+
+    report = scan(data, verify=False, duplicates=False)
+    report.raise_if_errors()
+    check_dataset(report.table, config)
+    return [str(w) for w in report.warnings]
+
+
+def run_training(client, data: str, out: str, config: dict[str, Any], resume: bool,
+                 cancel=None):
+    """Generator run in a ``thread_worker``: check, ask for the device, train.
+
+    Yields dicts: ``{"kind": "warnings", ...}``, ``{"kind": "device_info", ...}`` and the
+    trainer's progress events; returns the worker's result (``run_dir``, ``best_model``,
+    ``folds``, ``holdout`` ...) or ``{"cancelled": message}``.
+    """
+    from allnet_core.training import TrainConfig
+
+    warnings = check_dataset_folder(data, TrainConfig.from_dict(config))
+    if warnings:
+        yield {"kind": "warnings", "warnings": warnings}
+    yield {"kind": "stage", "stage": "starting the worker"}
+    for msg in client.stream("device_info"):
+        if msg["kind"] == "result":
+            yield {"kind": "device_info", **msg["result"]}
+    if cancel is not None and cancel.is_set():
+        return {"cancelled": "cancelled before training started", "run_dir": str(out)}
+    for msg in client.stream("train", cancel=cancel, data=str(data), out=str(out),
+                             config=config, resume=bool(resume)):
+        if msg["kind"] == "progress":
+            yield msg["event"]
+        elif msg["kind"] == "cancelled":
+            return {"cancelled": msg.get("message", "cancelled"), "run_dir": str(out)}
+        elif msg["kind"] == "result":
+            return msg["result"]
+    return {"cancelled": "the worker ended the job without an answer", "run_dir": str(out)}
+
+
+def _plain_table(table: Table) -> None:
+    """Show cells as given (magicgui's delegate would reformat "69.4" as "69.4000") and
+    size columns to their content."""
+    from qtpy.QtWidgets import QHeaderView, QStyledItemDelegate
+
+    table.native.setItemDelegate(QStyledItemDelegate(table.native))
+    table.native.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
+
+
+def _fit_width(table: Table) -> None:
+    """Make the table wide enough to show every column without scrolling."""
+    native = table.native
+    native.resizeColumnsToContents()
+    width = (native.verticalHeader().width() + native.horizontalHeader().length()
+             + 2 * native.frameWidth() + native.verticalScrollBar().sizeHint().width())
+    native.setMinimumWidth(width)
+
+
+def _wrap(*labels: Label) -> None:
+    for label in labels:
+        label.native.setWordWrap(True)
+
+
+class TrainWidget(Container):
+    """Train ALLNet on a dataset folder with hold-out + k-fold cross-validation."""
+
+    def __init__(self, viewer: napari.viewer.Viewer):
+        from allnet_core.training import PROFILES, TrainConfig
+
+        super().__init__(labels=True)
+        self._viewer = viewer
+        self._worker = None
+        self._pbar = None
+        self._cancel = CancelToken()
+        self._epochs = 1
+        self.result: dict[str, Any] | None = None
+        self.last_epoch: tuple[int, int] | None = None  # (fold, epoch) of the last epoch_end
+        self.data = FileEdit(label="dataset folder", mode="d",
+                             tooltip="C-NMC layout or class folders (all/, hem/)")
+        self.out = FileEdit(label="run folder", mode="d",
+                            tooltip="Where config, models, metrics and report.md are written")
+        self.profile = ComboBox(name="profile", label="profile", choices=sorted(PROFILES),
+                                value="paper" if "paper" in PROFILES else sorted(PROFILES)[0],
+                                tooltip="paper: the paper's protocol; quick: a small CPU demo")
+        defaults = TrainConfig()
+        self.fields = {name: _field_widget(name, getattr(defaults, name))
+                       for name in TRAIN_FIELDS if name in _config_fields()}
+        self.resume = CheckBox(text="resume the run in the run folder", value=False)
+        self.device = Label(label="device", value="found when training starts")
+        self.detect_button = PushButton(text="Detect device")
+        self.start_button = PushButton(text="Start")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.status = Label(value="")
+        self.live = Label(value="")
+        self.summary = Table(value={"data": [], "columns": list(METRICS)}, label="summary")
+        self.summary.visible = False
+        _plain_table(self.summary)
+        _wrap(self.status, self.live, self.device)
+        self.open_button = PushButton(text="Open report folder", enabled=False)
+        self.extend([self.data, self.out, self.profile, *self.fields.values(), self.resume,
+                     self.device, self.detect_button, self.start_button, self.cancel_button,
+                     self.status, self.live, self.summary, self.open_button])
+        self.profile.changed.connect(self._apply_profile)
+        self.start_button.changed.connect(self.start)
+        self.cancel_button.changed.connect(self.cancel)
+        self.open_button.changed.connect(self.open_report_folder)
+        self.detect_button.changed.connect(self.detect_device)
+        self._apply_profile(self.profile.value)
+
+    # ------------------------------------------------------------------ config
+    def _apply_profile(self, profile: str) -> None:
+        from allnet_core.training import TrainConfig
+
+        cfg = TrainConfig.from_profile(profile)
+        for name, widget in self.fields.items():
+            widget.value = getattr(cfg, name)
+
+    def config(self) -> dict[str, Any]:
+        """The TrainConfig fields of the form: profile values overridden by the fields."""
+        from allnet_core.training import TrainConfig
+
+        values = {name: w.value for name, w in self.fields.items()}
+        return TrainConfig.from_profile(self.profile.value, **values).to_dict()
+
+    @property
+    def client(self):
+        """The session's training worker client."""
+        return session.get_client("train")
+
+    @property
+    def busy(self) -> bool:
+        """True while a check, device query or training runs."""
+        return self._worker is not None
+
+    # ------------------------------------------------------------------ actions
+    def detect_device(self) -> None:
+        """Ask the worker which Keras backend and device training would use."""
+        from napari.qt.threading import create_worker
+
+        if self.busy:
+            return
+
+        def ask(client):
+            for msg in client.stream("device_info"):
+                if msg["kind"] == "result":
+                    return msg["result"]
+            return None
+
+        self.device.value = "asking the worker..."
+        self._set_running(True, cancellable=False)
+        self._worker = create_worker(ask, self.client, _connect={
+            "returned": self._show_device, "errored": self._failed, "finished": self._done})
+
+    def start(self) -> None:
+        """Check the dataset, then train in the worker process (non-blocking)."""
+        from napari.qt.threading import create_worker
+        from napari.utils import progress
+        from napari.utils.notifications import show_warning
+
+        from allnet_core.errors import AllnetError
+
+        if self.busy:
+            return
+        data, out = str(self.data.value), str(self.out.value)
+        if not data or data == "." or not Path(data).is_dir():
+            show_warning(f"Train ALLNet: choose a dataset folder ({data!r} is not a folder)")
+            return
+        if not out or out == ".":
+            show_warning("Train ALLNet: choose a run folder for the results")
+            return
+        try:
+            config = self.config()
+        except AllnetError as exc:
+            show_warning(f"Train ALLNet: {exc}")
+            return
+        self.result = None
+        self.summary.visible = False
+        self.open_button.enabled = False
+        self._epochs = config["epochs"]
+        self._set_running(True)
+        self.status.value = "Checking the dataset..."
+        self.live.value = ""
+        self._pbar = progress(total=config["folds"] * config["epochs"], desc="Train ALLNet")
+        self._cancel = CancelToken()
+        self._worker = create_worker(
+            run_training, self.client, data, out, config, self.resume.value, self._cancel,
+            _connect={"yielded": self._on_event, "returned": self._finished,
+                      "errored": self._failed, "finished": self._done})
+
+    def cancel(self) -> None:
+        """Stop at the next batch; completed epochs stay in the run folder."""
+        if self.busy:
+            self.status.value = "Cancelling at the next batch..."
+            self.cancel_button.enabled = False
+            self._cancel.cancel()
+
+    def open_report_folder(self, *_: Any) -> bool:
+        """Open the run folder in the system's file browser."""
+        from qtpy.QtCore import QUrl
+        from qtpy.QtGui import QDesktopServices
+
+        folder = (self.result or {}).get("run_dir") or str(self.out.value)
+        return QDesktopServices.openUrl(QUrl.fromLocalFile(str(Path(folder).resolve())))
+
+    # ------------------------------------------------------------------ events
+    def _set_running(self, running: bool, cancellable: bool = True) -> None:
+        self.start_button.enabled = not running
+        self.detect_button.enabled = not running
+        self.cancel_button.enabled = running and cancellable
+
+    def _show_device(self, info: dict[str, Any] | None) -> None:
+        if not info:
+            return
+        devices = info.get("devices") or []
+        used = info.get("device_used", "CPU")
+        name = next((d.get("name", "") for d in devices if d.get("type") == used), "")
+        self.device.value = f"Keras {info.get('keras_backend', '?')} backend on {used}" + (
+            f" ({name})" if name else "")
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        from napari.utils.notifications import show_warning
+
+        kind = event.get("kind")
+        if kind == "warnings":
+            show_warning("Train ALLNet: dataset warnings:\n" + "\n".join(event["warnings"]))
+        elif kind == "stage":
+            self.status.value = f"{str(event['stage']).capitalize()}..."
+        elif kind == "device_info":
+            self._show_device(event)
+        elif kind == "device":
+            self.device.value = (f"Keras {event.get('backend')} backend on "
+                                 f"{event.get('device')} ({event.get('name')}), "
+                                 f"{event.get('precision')}")
+        elif kind == "start":
+            self.status.value = (f"Training: {event.get('n_images')} images, "
+                                 f"{event.get('folds')} folds x {event.get('epochs')} epochs"
+                                 + (" (resumed)" if event.get("resumed") else ""))
+        elif kind == "fold_start":
+            self._progress_to((event["fold"] - 1) * self._epochs + event.get("start_epoch", 1) - 1)
+            self.live.value = f"fold {event['fold']}/{event['folds']}: starting"
+        elif kind == "batch_end":
+            self.live.value = (
+                f"fold {event['fold']}/{event['folds']} · epoch {event['epoch']}/"
+                f"{event['epochs']} · batch {event['batch']}/{event['batches']} · "
+                f"loss {event.get('loss', float('nan')):.4f} · "
+                f"accuracy {event.get('accuracy', float('nan')):.3f}")
+        elif kind == "epoch_end":
+            self._progress_to((event["fold"] - 1) * self._epochs + event["epoch"])
+            self.live.value = (
+                f"fold {event['fold']}/{event['folds']} · epoch {event['epoch']}/"
+                f"{event['epochs']} · loss {event.get('loss', float('nan')):.4f} · "
+                f"accuracy {event.get('accuracy', float('nan')):.3f} · val accuracy "
+                f"{event.get('val_accuracy', float('nan')):.3f} · val F1 "
+                f"{event.get('val_f1', float('nan')):.3f}")
+            self.last_epoch = (event["fold"], event["epoch"])
+        elif kind in ("fold_end", "fold_skipped"):
+            self._progress_to(event["fold"] * self._epochs)
+        elif kind == "holdout_start":
+            self.status.value = f"Scoring fold {event.get('fold')}'s model on the hold-out..."
+
+    def _progress_to(self, n: int) -> None:
+        if self._pbar is not None:
+            self._pbar.n = min(int(n), self._pbar.total or int(n))
+            self._pbar.refresh()
+
+    def _finished(self, result: dict[str, Any] | None) -> None:
+        from napari.utils.notifications import show_info
+
+        if result is None:
+            return
+        self.result = result
+        if "cancelled" in result:
+            self.status.value = (f"Cancelled: {result['cancelled']}. Completed epochs are in "
+                                 f"{result.get('run_dir')}; tick 'resume' and Start to continue.")
+            self.resume.value = True
+            self.open_button.enabled = True
+            show_info(f"Train ALLNet: {result['cancelled']}")
+            return
+        self.summary.value = metrics_table(result.get("folds") or [], result.get("holdout"),
+                                           result.get("best_fold"))
+        self.summary.visible = True
+        _fit_width(self.summary)
+        self.open_button.enabled = True
+        if result.get("best_model"):
+            session.register_model(result["best_model"])
+        hold = result.get("holdout") or {}
+        self.status.value = (f"Done. Hold-out accuracy {100 * hold.get('accuracy', math.nan):.1f}%"
+                             f" (fold {result.get('best_fold')}); best model available in "
+                             "'Classify cells'.")
+
+    def _failed(self, exc: Exception) -> None:
+        from napari.utils.notifications import show_error
+
+        self.status.value = "Stopped: see the notification"
+        show_error(f"Train ALLNet: {exc}")
+
+    def _done(self) -> None:
+        self._worker = None
+        if self._pbar is not None:
+            self._pbar.close()
+            self._pbar = None
+        self._set_running(False)

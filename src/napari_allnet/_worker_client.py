@@ -1,0 +1,377 @@
+"""Talk to the deep-learning worker process (:mod:`allnet_core.worker`) from napari.
+
+Keras/TensorFlow never load into napari's process (they crash next to a Qt OpenGL
+context on Linux with Mesa, tensorflow issue 109933). :class:`WorkerClient` starts
+``python -m allnet_core.worker`` with the same interpreter, sends it JSON-line requests and
+streams its JSON-line messages back. It knows nothing of Qt: the widgets iterate
+:meth:`WorkerClient.stream` inside a napari ``thread_worker``.
+
+A session keeps one client per role ("classify", "train"), see :func:`get_client`, so a
+second classification reuses the warm worker and does not pay the framework's start-up
+again. :func:`register_model` / :func:`last_model` form the small session registry through
+which "Train ALLNet" hands its best model to "Classify cells".
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import itertools
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from psygnal import SignalInstance
+
+from allnet_core.errors import AllnetError
+from allnet_core.progress import CancelLike
+
+__all__ = [
+    "WorkerClient",
+    "WorkerCrashed",
+    "WorkerError",
+    "get_client",
+    "last_model",
+    "model_registered",
+    "register_model",
+    "shutdown_clients",
+]
+
+_EOF = object()
+_TERMINAL = ("result", "error", "cancelled")
+
+
+class WorkerError(AllnetError):
+    """The worker answered a request with an error (the worker itself is still alive)."""
+
+    def __init__(self, message: str, error_type: str = "", traceback: str = ""):
+        super().__init__(message)
+        self.error_type = error_type
+        self.traceback = traceback
+
+
+class WorkerCrashed(AllnetError):
+    """The worker process died (crash, out of memory, killed) before answering."""
+
+    def __init__(self, message: str, returncode: int | None = None, stderr_tail: str = ""):
+        super().__init__(message)
+        self.returncode = returncode
+        self.stderr_tail = stderr_tail
+
+
+class WorkerClient:
+    """A long-lived ``python -m allnet_core.worker`` child process.
+
+    Parameters
+    ----------
+    python : str, optional
+        Interpreter to run; by default the one running napari (``sys.executable``).
+    env : dict, optional
+        Extra environment variables for the worker (e.g. ``KERAS_BACKEND``).
+    cancel_grace : float
+        Seconds a cancelled job may take to reach its next batch before the worker is
+        terminated.
+    stderr_lines : int
+        How many lines of the worker's stderr to keep for crash reports.
+
+    Notes
+    -----
+    One job runs at a time. The process starts on the first request and restarts
+    automatically after a crash or a forced cancel.
+    """
+
+    def __init__(self, python: str | None = None, env: dict[str, str] | None = None,
+                 cancel_grace: float = 20.0, stderr_lines: int = 60):
+        self.python = python or sys.executable
+        self.env = dict(env or {})
+        self.cancel_grace = float(cancel_grace)
+        self._stderr: collections.deque[str] = collections.deque(maxlen=stderr_lines)
+        self._proc: subprocess.Popen | None = None
+        self._messages: queue.Queue = queue.Queue()
+        self._ids = itertools.count(1)
+        self._lock = threading.RLock()
+        self._job_id: str | None = None
+        self._cancel_requested = False
+        self._grace_timer: threading.Timer | None = None
+
+    # ------------------------------------------------------------------ process
+    @property
+    def pid(self) -> int | None:
+        """Process id of the running worker, or None."""
+        return self._proc.pid if self.is_alive() else None
+
+    @property
+    def busy(self) -> bool:
+        """True while a job is running."""
+        return self._job_id is not None
+
+    def is_alive(self) -> bool:
+        """True if the worker process is running."""
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self) -> None:
+        """Start the worker process if it is not running."""
+        with self._lock:
+            if self.is_alive():
+                return
+            self._stderr.clear()
+            self._messages = queue.Queue()
+            env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+            env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+            self._proc = subprocess.Popen(
+                [self.python, "-u", "-m", "allnet_core.worker"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                text=True, encoding="utf-8", errors="replace", bufsize=1, env=env,
+                start_new_session=True,  # Ctrl-C in a terminal does not hit the worker
+            )
+            proc, messages = self._proc, self._messages
+            threading.Thread(target=self._pump_stdout, args=(proc, messages),
+                             name="allnet-worker-stdout", daemon=True).start()
+            threading.Thread(target=self._pump_stderr, args=(proc,),
+                             name="allnet-worker-stderr", daemon=True).start()
+
+    def _pump_stdout(self, proc: subprocess.Popen, messages: queue.Queue) -> None:
+        for line in proc.stdout:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                messages.put(json.loads(line))
+            except ValueError:  # not a protocol line: keep it for crash reports
+                self._stderr.append(line)
+        messages.put(_EOF)
+
+    def _pump_stderr(self, proc: subprocess.Popen) -> None:
+        for line in proc.stderr:
+            self._stderr.append(line.rstrip("\n"))
+
+    def stderr_tail(self, n: int = 20) -> str:
+        """The last ``n`` lines the worker wrote to stderr."""
+        return "\n".join(list(self._stderr)[-n:])
+
+    def send(self, message: dict[str, Any]) -> None:
+        """Write one request line to the worker (starting it if needed)."""
+        self.start()
+        try:
+            self._proc.stdin.write(json.dumps(message) + "\n")
+            self._proc.stdin.flush()
+        except (BrokenPipeError, OSError, ValueError):
+            pass  # the process is gone; stream() reports it from the exit code
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Ask the worker to exit; terminate, then kill it if it does not."""
+        with self._lock:
+            proc = self._proc
+            if proc is None:
+                return
+            if proc.poll() is None:
+                self.send({"op": "shutdown"})
+                try:
+                    proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    self._stop_process(proc)
+            for stream in (proc.stdin, proc.stdout, proc.stderr):
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+            self._proc = None
+
+    def _stop_process(self, proc: subprocess.Popen, grace: float = 3.0) -> None:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    # ------------------------------------------------------------------ jobs
+    def stream(self, op: str, cancel: CancelLike | None = None,
+               **fields: Any) -> Iterator[dict[str, Any]]:
+        """Run one job and yield its messages as they arrive.
+
+        Yields ``{"kind": "progress", "event": {...}}`` messages and finally the terminal
+        message: ``{"kind": "result", "result": {...}}`` or ``{"kind": "cancelled", ...}``.
+
+        ``cancel`` (a :class:`~allnet_core.progress.CancelToken`) may be set from any
+        thread, even before the job has reached the worker: the client then calls
+        :meth:`cancel` for this job.
+
+        Raises
+        ------
+        WorkerError
+            The worker reported an error (it stays alive for the next job).
+        WorkerCrashed
+            The worker process died; the message holds its exit status and the tail of
+            its stderr. The next job starts a fresh worker.
+        """
+        with self._lock:
+            if self._job_id is not None:
+                raise AllnetError("the worker is busy with another job; wait or cancel it")
+            self._job_id = job_id = f"{op}-{next(self._ids)}"
+            self._cancel_requested = False
+        try:
+            self.start()
+            messages = self._messages
+            self.send({"id": job_id, "op": op, **fields})
+            while True:
+                try:
+                    msg = messages.get(timeout=0.1)
+                except queue.Empty:
+                    msg = None
+                if cancel is not None and cancel.is_set() and not self._cancel_requested:
+                    self.cancel()
+                if msg is None:
+                    continue
+                if msg is _EOF:
+                    yield from self._ended_without_answer(op)
+                    return
+                if msg.get("id") != job_id:
+                    continue  # "ready", stale pongs
+                if msg["kind"] == "error":
+                    raise WorkerError(msg.get("message", "unknown error"),
+                                      msg.get("error_type", ""), msg.get("traceback", ""))
+                yield msg
+                if msg["kind"] in _TERMINAL:
+                    return
+        finally:
+            with self._lock:
+                self._job_id = None
+                if self._grace_timer is not None:
+                    self._grace_timer.cancel()
+                    self._grace_timer = None
+
+    def ping(self, timeout: float = 60.0) -> dict[str, Any]:
+        """Check that the worker answers (starting it if needed); returns its pong.
+
+        Raises :class:`WorkerCrashed` if it does not answer within ``timeout`` seconds.
+        """
+        with self._lock:
+            if self._job_id is not None:
+                raise AllnetError("the worker is busy; ping it when the job has ended")
+            self.start()
+            messages, rid = self._messages, f"ping-{next(self._ids)}"
+            self.send({"op": "ping", "id": rid})
+            try:
+                while True:
+                    msg = messages.get(timeout=timeout)
+                    if msg is _EOF:
+                        break
+                    if msg.get("id") == rid:
+                        return msg
+            except queue.Empty:
+                pass
+            raise WorkerCrashed(f"the worker did not answer a ping within {timeout:g} s",
+                                stderr_tail=self.stderr_tail())
+
+    def call(self, op: str, progress=None, **fields: Any) -> dict[str, Any]:
+        """Run one job to its end; return the terminal message.
+
+        ``progress``, if given, is called with every progress event (a dict with
+        ``"kind"``).
+        """
+        last: dict[str, Any] = {}
+        for msg in self.stream(op, **fields):
+            if msg["kind"] == "progress" and progress is not None:
+                progress(msg["event"])
+            last = msg
+        return last
+
+    def _ended_without_answer(self, op: str) -> Iterator[dict[str, Any]]:
+        proc = self._proc
+        try:
+            code = proc.wait(10) if proc is not None else None
+        except subprocess.TimeoutExpired:
+            code = None
+        if self._cancel_requested:
+            yield {"kind": "cancelled", "op": op,
+                   "message": f"{op} cancelled; the worker was stopped after "
+                              f"{self.cancel_grace:g} s"}
+            return
+        tail = self.stderr_tail()
+        raise WorkerCrashed(
+            f"the worker process stopped during {op!r} ({_describe_exit(code)})"
+            + (f"; last lines of its output:\n{tail}" if tail else ""),
+            returncode=code, stderr_tail=tail,
+        )
+
+    def cancel(self) -> None:
+        """Ask the running job to stop at its next batch.
+
+        If it has not stopped after ``cancel_grace`` seconds, the worker process is
+        terminated (the job then ends as cancelled; the next job starts a new worker).
+        """
+        with self._lock:
+            if self._job_id is None or not self.is_alive():
+                return
+            self._cancel_requested = True
+            self.send({"op": "cancel", "id": self._job_id})
+            if self._grace_timer is None:
+                proc = self._proc
+                self._grace_timer = threading.Timer(self.cancel_grace, self._stop_process,
+                                                    args=(proc,))
+                self._grace_timer.daemon = True
+                self._grace_timer.start()
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "it did not exit"
+    if code < 0:
+        try:
+            return f"killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+# ---------------------------------------------------------------------- session state
+_clients: dict[str, WorkerClient] = {}
+_models: list[str] = []
+
+
+def get_client(role: str = "classify") -> WorkerClient:
+    """The session's worker client for ``role`` ("classify" or "train"), created lazily.
+
+    Classification and training use separate workers so that one can run while the
+    other is busy.
+    """
+    if role not in _clients:
+        _clients[role] = WorkerClient()
+    return _clients[role]
+
+
+def shutdown_clients() -> None:
+    """Stop every worker of this session (called at interpreter exit)."""
+    for client in list(_clients.values()):
+        client.close()
+    _clients.clear()
+
+
+atexit.register(shutdown_clients)
+
+
+def register_model(path: str | os.PathLike) -> None:
+    """Make a trained model available to "Classify cells" as the session's last model."""
+    path = str(Path(path))
+    if path in _models:
+        _models.remove(path)
+    _models.append(path)
+    model_registered.emit(path)
+
+
+def last_model() -> str | None:
+    """The last model registered in this session (by a training run), or None."""
+    return _models[-1] if _models else None
+
+
+#: Emitted with the model path whenever :func:`register_model` is called.
+model_registered = SignalInstance((str,), name="model_registered")

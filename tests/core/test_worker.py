@@ -1,0 +1,213 @@
+"""The worker process's JSON-lines protocol (``python -m allnet_core.worker``), no viewer.
+
+Talks to a real worker subprocess through raw pipes, the way any GUI would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+
+class RawWorker:
+    """A worker subprocess; every stdout line must be a JSON object."""
+
+    def __init__(self):
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "allnet_core.worker"], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1, env=env)
+        self.lines: queue.Queue = queue.Queue()
+        self.bad_lines: list[str] = []
+        self.stderr: list[str] = []
+        threading.Thread(target=self._pump, daemon=True).start()
+        threading.Thread(target=lambda: self.stderr.extend(self.proc.stderr),
+                         daemon=True).start()
+
+    def _pump(self):
+        for line in self.proc.stdout:
+            try:
+                self.lines.put(json.loads(line))
+            except ValueError:
+                self.bad_lines.append(line)
+        self.lines.put(None)
+
+    def send(self, obj):
+        text = obj if isinstance(obj, str) else json.dumps(obj)
+        self.proc.stdin.write(text + "\n")
+        self.proc.stdin.flush()
+
+    def next(self, timeout=120.0, where=None):
+        """The next message (matching ``where``, a dict of key/values), skipping others."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            assert left > 0, f"no message matching {where} in {timeout} s; stderr: " + \
+                "".join(self.stderr[-20:])
+            msg = self.lines.get(timeout=left)
+            assert msg is not None, "worker exited; stderr: " + "".join(self.stderr[-20:])
+            if where is None or all(msg.get(k) == v for k, v in where.items()):
+                return msg
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.send({"op": "shutdown"})
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def worker():
+    w = RawWorker()
+    yield w
+    w.close()
+    assert w.proc.returncode == 0
+    assert not w.bad_lines, f"non-JSON lines on the protocol stream: {w.bad_lines[:5]}"
+
+
+def test_ready_then_ping(worker):
+    ready = worker.next()
+    assert ready["kind"] == "ready" and ready["pid"] == worker.proc.pid
+    worker.send({"op": "ping", "id": 7})
+    assert worker.next() == {"kind": "pong", "id": 7, "busy": False, "pid": worker.proc.pid}
+
+
+@pytest.mark.parametrize("request_text, expected", [
+    ("this is not json", "bad request"),
+    ("[1, 2]", "must be a JSON object"),
+    (json.dumps({"op": "fly", "id": "x"}), "unknown op 'fly'"),
+    (json.dumps({"op": "classify", "id": "y", "image_path": "a.png"}), "needs a 'out_dir'"),
+])
+def test_bad_request_gives_error_and_worker_lives_on(worker, request_text, expected):
+    worker.send(request_text)
+    msg = worker.next(where={"kind": "error"})
+    assert expected in msg["message"]
+    worker.send({"op": "ping", "id": "alive"})
+    assert worker.next(where={"id": "alive"})["kind"] == "pong"
+
+
+def test_user_error_is_reported_with_its_type(worker, tmp_path):
+    worker.send({"op": "classify", "id": 3, "image_path": str(tmp_path / "missing.png"),
+                 "model": str(tmp_path / "missing.keras"), "out_dir": str(tmp_path)})
+    msg = worker.next(where={"id": 3})
+    assert msg["kind"] == "error" and msg["error_type"] == "ImageReadError"
+    assert "missing.png" in msg["message"] and "no such file" in msg["message"]
+    assert "traceback" not in msg  # a user error is a message, not a traceback
+
+
+def test_device_info(worker):
+    worker.send({"op": "device_info", "id": "dev"})
+    msg = worker.next(where={"id": "dev"}, timeout=300)
+    assert msg["kind"] == "result"
+    info = msg["result"]
+    assert info["keras_backend"] in ("tensorflow", "jax", "torch", "numpy")
+    assert info["device_used"] in ("CPU", "GPU") and info["devices"]
+
+
+def test_classify_writes_result_files(worker, tmp_path, bccd_dir):
+    import tifffile
+
+    from allnet_core.model import build_allnet
+
+    model = build_allnet(input_shape=(32, 32, 3), dense_units=8)
+    model.save(tmp_path / "m.keras")
+    image = bccd_dir / "JPEGImages" / "BloodImage_00000.jpg"
+    out = tmp_path / "out"
+    worker.send({"op": "classify", "id": "c1", "image_path": str(image),
+                 "model": str(tmp_path / "m.keras"), "out_dir": str(out), "gradcam": True})
+    kinds = []
+    while True:
+        msg = worker.next(where={"id": "c1"}, timeout=300)
+        kinds.append(msg["kind"])
+        if msg["kind"] != "progress":
+            break
+    assert msg["kind"] == "result", msg
+    res = msg["result"]
+    labels = tifffile.imread(res["labels_path"])
+    assert labels.shape == (480, 640) and labels.dtype == np.int32
+    import pandas as pd
+
+    table = pd.read_csv(res["table_path"])
+    assert len(table) == res["n_cells"] == len(np.unique(labels)) - 1 >= 1
+    assert {"label", "class", "p_all", "area"} <= set(table.columns)
+    heat = tifffile.imread(res["heatmap_path"])
+    assert heat.shape == (480, 640) and np.isfinite(heat).all()
+    assert "progress" in kinds
+
+
+def test_cancel_stops_training_at_next_batch(worker, tmp_path):
+    from allnet_core.synthetic import write_cnmc_dataset
+
+    data = write_cnmc_dataset(tmp_path / "data", subjects=10, cells_per_subject=4, size=32)
+    run = tmp_path / "run"
+    config = {"input_size": 32, "dense_units": 8, "epochs": 500, "folds": 2, "per_class": 16,
+              "batch_size": 4, "lr": 1e-3, "workers": 1}
+    worker.send({"op": "train", "id": "t1", "data": str(data), "out": str(run),
+                 "config": config})
+    # wait until one epoch is complete, then cancel
+    while True:
+        msg = worker.next(where={"id": "t1"}, timeout=300)
+        assert msg["kind"] == "progress", msg
+        if msg["event"]["kind"] == "epoch_end":
+            break
+    worker.send({"op": "ping", "id": "busy?"})
+    assert worker.next(where={"id": "busy?"})["busy"] is True
+    worker.send({"op": "cancel"})
+    t0 = time.monotonic()
+    while True:
+        msg = worker.next(where={"id": "t1"}, timeout=120)
+        if msg["kind"] != "progress":
+            break
+    assert msg["kind"] == "cancelled", msg
+    assert "--resume" in msg["message"]
+    assert time.monotonic() - t0 < 60
+    state = json.loads((run / "fold_1" / "state.json").read_text())
+    assert state["checkpoint_epoch"] >= 1
+    assert (run / "fold_1" / state["checkpoint"]).is_file()
+    worker.send({"op": "ping", "id": "after"})
+    assert worker.next(where={"id": "after"})["busy"] is False
+
+
+def test_end_of_input_stops_the_worker():
+    w = RawWorker()
+    assert w.next()["kind"] == "ready"
+    w.proc.stdin.close()
+    assert w.proc.wait(30) == 0
+
+
+def test_worker_module_does_not_import_keras():
+    code = "import sys, allnet_core.worker; sys.exit('keras' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_client_reports_a_killed_worker(tmp_path):
+    """The plugin's client (no Qt) turns a SIGKILL into WorkerCrashed with the exit status."""
+    import signal
+
+    from napari_allnet._worker_client import WorkerClient, WorkerCrashed
+
+    client = WorkerClient()
+    try:
+        jobs = client.stream("device_info")
+        killer = threading.Timer(1.0, lambda: os.kill(client.pid, signal.SIGKILL))
+        killer.start()
+        with pytest.raises(WorkerCrashed, match="SIGKILL"):
+            list(jobs)
+        assert not client.busy
+        # the next request starts a fresh worker
+        old = client._proc.pid
+        assert client.ping()["kind"] == "pong"
+        assert client.pid != old
+    finally:
+        client.close()

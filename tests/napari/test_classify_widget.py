@@ -1,0 +1,155 @@
+"""The "Classify cells" widget: worker process, results as a class-coloured Labels layer."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import numpy as np
+import pandas as pd
+import pytest
+from napari.utils.colormaps.standardize_color import transform_color
+
+from napari_allnet import _worker_client as session
+from napari_allnet._classify_widget import MODEL_FILE, SESSION_MODEL
+from napari_allnet._colors import ALL_COLOR, HEM_COLOR
+
+TIMEOUT = 300_000  # ms: the first job pays the worker's framework start-up
+
+
+@pytest.fixture
+def viewer_with_bccd(make_napari_viewer, bccd_sample):
+    viewer = make_napari_viewer()
+    data, kwargs, _ = bccd_sample
+    image = viewer.add_image(data, **kwargs)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-allnet", "Classify cells")
+    widget.image.value = image
+    return viewer, image, widget
+
+
+def _wait(qtbot, widget):
+    qtbot.waitUntil(lambda: not widget.busy, timeout=TIMEOUT)
+
+
+def test_classify_bccd_field(viewer_with_bccd, qtbot, tiny_model, tmp_path, notifications):
+    viewer, image, widget = viewer_with_bccd
+    widget.model_source.value = MODEL_FILE
+    widget.model_file.value = tiny_model
+    widget.gradcam.value = True
+    widget.run_button.native.click()
+    assert widget.busy and widget.cancel_button.enabled
+    _wait(qtbot, widget)
+    assert not [n for n in notifications if n[0] == "error"], notifications
+
+    layer = viewer.layers[f"{image.name} classes"]
+    table = layer.features
+    ids = sorted(set(np.unique(layer.data)) - {0})
+    assert len(ids) >= 1 and sorted(table["label"]) == ids  # one row per cell
+    assert {"label", "class", "p_all", "area", "centroid_row", "touches_border"} <= set(table)
+    assert set(table["class"]) <= {"ALL", "HEM"}
+    assert ((table["p_all"] >= 0) & (table["p_all"] <= 1)).all()
+    assert (table["class"] == np.where(table["p_all"] >= 0.5, "ALL", "HEM")).all()
+
+    # coloured by class: ALL and HEM in their documented colours, background transparent
+    for label, cls in zip(table["label"], table["class"], strict=True):
+        expected = transform_color(ALL_COLOR if cls == "ALL" else HEM_COLOR)[0]
+        np.testing.assert_allclose(layer.colormap.map(np.array([label]))[0], expected,
+                                   atol=1e-6)
+    assert layer.colormap.map(np.array([0]))[0][3] == 0
+
+    # hovering a cell shows its class and probability
+    row = table.iloc[0]
+    rr, cc = np.nonzero(layer.data == row["label"])
+    status = layer.get_status((rr[len(rr) // 2], cc[len(cc) // 2]))["coordinates"]
+    assert f"class: {row['class']}" in status and "p_all:" in status
+
+    n_all = int((table["class"] == "ALL").sum())
+    assert widget.summary.value.startswith(f"{len(table)} cell")
+    assert f"{n_all} ALL" in widget.summary.value and "ALL fraction" in widget.summary.value
+
+    # Grad-CAM: an image-sized heatmap placed exactly over the image
+    heat = viewer.layers[f"{image.name} Grad-CAM"]
+    assert heat.data.shape == image.data.shape[:2] and np.isfinite(heat.data).all()
+    np.testing.assert_array_equal(heat.translate, image.translate)
+    np.testing.assert_array_equal(heat.scale, image.scale)
+
+    # Export CSV round-trips the table
+    saved = widget.export_csv(tmp_path / "cells.csv")
+    back = pd.read_csv(saved)
+    assert list(back["label"]) == list(table["label"])
+    assert list(back["class"]) == list(table["class"])
+    np.testing.assert_allclose(back["p_all"], table["p_all"], rtol=1e-6)
+
+
+def test_second_run_reuses_worker_and_session_model(viewer_with_bccd, qtbot, tiny_model):
+    viewer, image, widget = viewer_with_bccd
+    session.register_model(tiny_model)  # as "Train ALLNet" does at the end of a run
+    assert widget.model_source.value == SESSION_MODEL
+    assert widget.session_model.value == str(tiny_model)
+    widget.run()
+    _wait(qtbot, widget)
+    pid = widget.client.pid
+    assert pid is not None
+    first = viewer.layers[f"{image.name} classes"]
+    n_layers = len(viewer.layers)
+
+    # second run: the chosen labels instead of segmenting, TTA on; same worker, same layer
+    segmented = viewer.add_labels(first.data.copy(), name="my cells")
+    widget.labels.value = segmented
+    widget.tta.value = True
+    widget.run()
+    _wait(qtbot, widget)
+    assert widget.client.pid == pid
+    assert viewer.layers[f"{image.name} classes"] is first
+    assert len(viewer.layers) == n_layers + 1  # only "my cells" was added
+    np.testing.assert_array_equal(first.data, segmented.data)
+
+
+def test_cancel_classification(viewer_with_bccd, qtbot, tiny_model, notifications):
+    viewer, image, widget = viewer_with_bccd
+    widget.model_source.value = MODEL_FILE
+    widget.model_file.value = tiny_model
+    n_layers = len(viewer.layers)
+    widget.run()
+    widget.cancel_button.native.click()
+    _wait(qtbot, widget)
+    assert widget.status.value == "Cancelled"
+    assert len(viewer.layers) == n_layers
+    assert not [n for n in notifications if n[0] == "error"]
+
+
+def test_killed_worker_is_reported_and_layers_unchanged(viewer_with_bccd, qtbot, tiny_model,
+                                                        notifications):
+    viewer, image, widget = viewer_with_bccd
+    mine = viewer.add_labels(np.zeros(image.data.shape[:2], np.int32), name="my work")
+    mine.data[10:20, 10:20] = 5
+    before = {layer.name: np.array(layer.data, copy=True) for layer in viewer.layers}
+    widget.model_source.value = MODEL_FILE
+    widget.model_file.value = tiny_model
+    widget.client.close()  # a cold worker: the job is certainly running when it is killed
+    widget.run()
+    qtbot.waitUntil(lambda: widget.client.busy and widget.client.pid is not None,
+                    timeout=30_000)
+    os.kill(widget.client.pid, signal.SIGKILL)
+    _wait(qtbot, widget)
+
+    errors = [text for level, text in notifications if level == "error"]
+    assert len(errors) == 1 and "SIGKILL" in errors[0], notifications
+    assert "failed" in widget.status.value
+    assert [layer.name for layer in viewer.layers] == list(before)
+    for layer in viewer.layers:
+        np.testing.assert_array_equal(layer.data, before[layer.name])
+    # the viewer still works, and the next classification starts a fresh worker
+    viewer.add_points([[5, 5]])
+    widget.run()
+    _wait(qtbot, widget)
+    assert f"{image.name} classes" in viewer.layers
+
+
+def test_missing_model_gives_a_notification(viewer_with_bccd, notifications, tmp_path):
+    viewer, image, widget = viewer_with_bccd
+    widget.model_source.value = MODEL_FILE
+    widget.model_file.value = tmp_path / "nope.keras"
+    widget.run()
+    assert not widget.busy
+    assert notifications[-1][0] == "warning" and "model file" in notifications[-1][1]

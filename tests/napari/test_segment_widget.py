@@ -1,0 +1,85 @@
+"""The "Segment cells" widget on a real viewer."""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+
+
+def _segment_widget(viewer):
+    _, widget = viewer.window.add_plugin_dock_widget("napari-allnet", "Segment cells")
+    return widget
+
+
+def test_segment_real_bccd_field(make_napari_viewer, qtbot, bccd_sample):
+    viewer = make_napari_viewer()
+    data, kwargs, _ = bccd_sample
+    image = viewer.add_image(data, **kwargs)
+    widget = _segment_widget(viewer)
+    widget.image.value = image
+    widget.add_segmented.value = True
+    widget.run_button.native.click()
+    assert widget.busy  # runs in a thread: the call returns at once
+    qtbot.waitUntil(lambda: not widget.busy, timeout=60_000)
+
+    labels = viewer.layers[f"{image.name} WBC"]
+    n = len(np.unique(labels.data)) - 1
+    assert n >= 1
+    # the WBC of BloodImage_00000 lies in the box (260, 177)-(491, 376)
+    rows, cols = np.nonzero(labels.data)
+    assert 177 <= np.median(rows) <= 376 and 260 <= np.median(cols) <= 491
+    assert len(labels.features) == n and {"label", "area"} <= set(labels.features.columns)
+    assert viewer.layers[f"{image.name} segmented (paper)"].data.shape == data.shape
+    assert "white cell" in widget.status.value
+
+    # run again: the same layer is updated in place, no new layer appears
+    n_layers = len(viewer.layers)
+    widget.method.value = "otsu"
+    widget.run()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=60_000)
+    assert len(viewer.layers) == n_layers
+    assert viewer.layers[f"{image.name} WBC"] is labels
+
+
+def test_grayscale_layer_gives_a_notification(make_napari_viewer, qtbot, notifications):
+    viewer = make_napari_viewer()
+    gray = viewer.add_image(np.random.default_rng(0).random((64, 64)), name="gray")
+    widget = _segment_widget(viewer)
+    widget.image.value = gray
+    widget.run()
+    assert not widget.busy
+    assert len(viewer.layers) == 1
+    (level, text), = notifications
+    assert level == "warning" and "RGB colour image" in text and "grayscale" in text
+
+
+def test_no_image_gives_a_notification(make_napari_viewer, notifications):
+    viewer = make_napari_viewer()
+    widget = _segment_widget(viewer)
+    widget.run()
+    assert notifications and notifications[0][0] == "warning"
+    assert "no image layer" in notifications[0][1]
+
+
+def test_paper_method_with_segmented_image(make_napari_viewer, qtbot, bccd_sample):
+    from allnet_core.segmentation import label_cells, segment_paper
+
+    viewer = make_napari_viewer()
+    data, kwargs, _ = bccd_sample
+    image = viewer.add_image(data, **kwargs)
+    widget = _segment_widget(viewer)
+    widget.image.value = image
+    widget.method.value = "paper"
+    widget.low.value = 60
+    widget.add_segmented.value = True
+    widget.run_button.native.click()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=60_000)
+    mask, expected = segment_paper(data, low=60)
+    np.testing.assert_array_equal(viewer.layers[f"{image.name} segmented (paper)"].data, expected)
+    labels = viewer.layers[f"{image.name} WBC"].data
+    assert labels.shape == data.shape[:2]
+    if "low" in inspect.signature(label_cells).parameters:
+        assert "Note" not in widget.status.value
+    else:  # the user is told that the labels could not use the thresholds
+        assert "default thresholds" in widget.status.value

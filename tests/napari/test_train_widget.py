@@ -1,0 +1,134 @@
+"""The "Train ALLNet" widget: fields from TrainConfig, dataset checks, cancel, resume."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from napari_allnet import _worker_client as session
+from napari_allnet._train_widget import METRICS, TRAIN_FIELDS
+
+TIMEOUT = 300_000
+
+
+@pytest.fixture
+def train_widget(make_napari_viewer):
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-allnet", "Train ALLNet")
+    return viewer, widget
+
+
+def test_fields_map_onto_trainconfig(train_widget):
+    from allnet_core.training import PROFILES, TrainConfig
+
+    _, widget = train_widget
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    assert set(widget.fields) == set(TRAIN_FIELDS) and set(TRAIN_FIELDS) <= names
+    assert widget.profile.choices == tuple(sorted(PROFILES))
+    for name, field_widget in widget.fields.items():
+        assert field_widget.name == name
+        assert field_widget.value == getattr(TrainConfig(), name)  # paper defaults
+    widget.profile.value = "quick"
+    quick = TrainConfig.from_profile("quick")
+    assert all(w.value == getattr(quick, n) for n, w in widget.fields.items())
+    widget.fields["epochs"].value = 3
+    widget.fields["split"].value = "image"
+    cfg = TrainConfig.from_dict(widget.config())
+    assert cfg.epochs == 3 and cfg.split == "image" and cfg.profile == "quick"
+    assert cfg.dense_units == quick.dense_units  # not in the form: from the profile
+
+
+@pytest.mark.parametrize("layout, expected", [
+    ({}, "no image files found"),
+    ({"all": 3}, "only one class"),
+])
+def test_dataset_problem_shown_before_training(train_widget, qtbot, tmp_path, notifications,
+                                                layout, expected):
+    from allnet_core.io import write_image
+    from allnet_core.synthetic import synth_cell
+
+    _, widget = train_widget
+    data = tmp_path / "data"
+    data.mkdir()
+    for folder, n in layout.items():
+        for i in range(n):
+            write_image(data / folder / f"c{i}.png", synth_cell("ALL", i, size=32))
+    widget.data.value = data
+    widget.out.value = tmp_path / "run"
+    widget.start()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=60_000)
+    errors = [t for level, t in notifications if level == "error"]
+    assert len(errors) == 1 and expected in errors[0]
+    assert not (tmp_path / "run").exists()
+
+
+def test_too_few_subjects_for_folds(train_widget, qtbot, tmp_path, tiny_dataset, notifications):
+    _, widget = train_widget
+    widget.data.value = tiny_dataset
+    widget.out.value = tmp_path / "run"
+    widget.fields["folds"].value = 9
+    widget.start()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=60_000)
+    errors = [t for level, t in notifications if level == "error"]
+    assert len(errors) == 1 and "subjects" in errors[0] and "--folds" in errors[0]
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_cancel_resume_and_hand_model_to_classify(train_widget, qtbot, tmp_path,
+                                                        tiny_dataset, notifications,
+                                                        monkeypatch):
+    viewer, widget = train_widget
+    run = tmp_path / "run"
+    widget.data.value = tiny_dataset
+    widget.out.value = run
+    widget.profile.value = "quick"
+    for name, value in {"epochs": 3, "folds": 2, "batch_size": 4, "per_class": 24,
+                        "input_size": 32, "lr": 1e-3}.items():
+        widget.fields[name].value = value
+    widget.start_button.native.click()
+    assert widget.busy and widget.cancel_button.enabled
+    # live progress arrives while the viewer keeps working
+    qtbot.waitUntil(lambda: widget.last_epoch is not None, timeout=TIMEOUT)
+    assert "fold 1/2" in widget.live.value and "loss" in widget.live.value
+    assert widget.device.value.startswith("Keras ")
+    widget.cancel_button.native.click()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=TIMEOUT)
+    assert widget.status.value.startswith("Cancelled"), widget.status.value
+    assert widget.resume.value  # ticked for the next Start
+    assert not [t for level, t in notifications if level == "error"], notifications
+
+    # the run folder holds the completed epochs, resumable
+    fold, epoch = widget.last_epoch
+    state = json.loads((run / f"fold_{fold}" / "state.json").read_text())
+    assert state["checkpoint_epoch"] >= 1
+    assert (run / f"fold_{fold}" / state["checkpoint"]).is_file()
+    assert len(state["history"]) >= state["checkpoint_epoch"]
+    assert (run / "config.json").is_file() and not (run / "report.md").exists()
+    # the viewer still responds
+    viewer.add_points([[1, 1]], name="still here")
+    qtbot.wait(50)
+    assert "still here" in viewer.layers
+
+    # resume to the end: summary table, report folder, model handed to Classify cells
+    registered = []
+    session.model_registered.connect(registered.append)
+    widget.start()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=TIMEOUT)
+    session.model_registered.disconnect(registered.append)
+    assert widget.status.value.startswith("Done"), widget.status.value
+    assert (run / "report.md").is_file()
+    summary = widget.summary.to_dataframe()
+    assert list(summary.columns) == list(METRICS)
+    assert list(summary.index)[:3] == ["fold 1", "fold 2", "mean ± std"]
+    assert summary.index[-1].startswith("hold-out")
+    best = widget.result["best_model"]
+    assert registered == [best] and session.last_model() == best
+
+    opened = []
+    monkeypatch.setattr("qtpy.QtGui.QDesktopServices.openUrl",
+                        lambda url: opened.append(url.toLocalFile()) or True)
+    assert widget.open_button.enabled
+    widget.open_button.native.click()
+    assert opened == [str(run.resolve())]
