@@ -83,9 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _ensure_display()
 
-    import napari
     from napari.qt import get_qapp
 
+    import napari
     from allnet_core.synthetic import write_cnmc_dataset
 
     args.out.mkdir(parents=True, exist_ok=True)

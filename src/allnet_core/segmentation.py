@@ -853,6 +853,9 @@ def label_cells(
     cell_radius: float = 1.2,
     downscale: int | None = None,
     split_depth: float = 0.25,
+    low: float = 180,
+    high: float = 255,
+    space: str = "hsi",
     return_nuclei: bool = False,
 ):
     """Instance labels of the white blood cells, one id per cell.
@@ -894,6 +897,9 @@ def label_cells(
         Touching cells are split where the distance transform of their joint mask has
         several maxima deeper than this fraction of the highest (and every part holds a
         nucleus); 0 turns splitting off.
+    low, high, space
+        The paper's saturation range and colour space (``method="paper"`` only; see
+        :func:`segment_paper`).
     return_nuclei : bool
         Also return the nucleus labels (same ids).
 
@@ -925,7 +931,8 @@ def label_cells(
         return cells
     from skimage.measure import label
 
-    mask = segment_wbc(a, method=method)
+    paper = {"low": low, "high": high, "space": space} if method == "paper" else {}
+    mask = segment_wbc(a, method=method, **paper)
     if min_area is None:
         min_area = min(2000.0, 0.04 * np.count_nonzero(a.max(axis=-1) > black_level))
     mask = _fill_holes(mask)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -11,7 +11,7 @@ import numpy as np
 from allnet_core.errors import AllnetError, ImageReadError
 
 __all__ = [
-    "LayerProblem", "accepted_kwargs", "default_of", "layer_rgb", "place_like", "upsert_layer",
+    "LayerProblem", "default_of", "layer_rgb", "place_like", "upsert_layer",
 ]
 
 
@@ -56,14 +56,6 @@ def _as_rgb(data: np.ndarray, name: str) -> np.ndarray:
     from allnet_core.io import as_rgb_uint8
 
     return as_rgb_uint8(data, source=f"layer {name!r}")
-
-
-def accepted_kwargs(func: Callable, values: Mapping[str, Any]) -> dict[str, Any]:
-    """The items of ``values`` that ``func`` takes as keyword arguments."""
-    params = inspect.signature(func).parameters
-    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        return dict(values)
-    return {k: v for k, v in values.items() if k in params}
 
 
 def default_of(func: Callable, name: str, fallback: Any) -> Any:

@@ -19,7 +19,7 @@ from magicgui.widgets import (
     create_widget,
 )
 
-from napari_allnet._common import LayerProblem, accepted_kwargs, default_of, layer_rgb, place_like
+from napari_allnet._common import LayerProblem, default_of, layer_rgb, place_like
 
 if TYPE_CHECKING:
     import napari
@@ -36,27 +36,17 @@ def segment(rgb, method: str = "auto", min_area: float | None = None, low: float
     """Run the core segmentation with the widget's settings.
 
     Returns a dict with ``labels`` (int32), ``table`` (one row per cell: label, area,
-    centroid, bounding box, touches_border), ``segmented`` (the paper-style masked
-    image, or None) and ``note`` (a remark for the user, or "").
+    centroid, bounding box, touches_border) and ``segmented`` (the paper-style masked
+    image, or None).
     """
     from allnet_core.segmentation import extract_cells, label_cells, segment_paper
 
     paper = {"low": low, "high": high, "space": space}
-    kwargs = {"min_area": min_area or None}
-    note = ""
-    if method == "paper":
-        kwargs.update(paper)
-        dropped = [k for k, v in paper.items()
-                   if k not in accepted_kwargs(label_cells, paper)
-                   and v != default_of(segment_paper, k, v)]
-        if dropped:
-            note = ("the labels use the paper's default thresholds (label_cells does not "
-                    "take " + ", ".join(dropped) + "); the segmented image uses yours")
-    labels = label_cells(rgb, method=method, **accepted_kwargs(label_cells, kwargs))
+    labels = label_cells(rgb, method=method, min_area=min_area or None, **paper)
     _, table = extract_cells(rgb, labels, size=32)  # the table only; tiny crops are cheap
     table = table[[c for c in _TABLE_COLUMNS if c in table.columns]]
     masked = segment_paper(rgb, **paper)[1] if segmented else None
-    return {"labels": labels, "table": table, "segmented": masked, "note": note}
+    return {"labels": labels, "table": table, "segmented": masked}
 
 
 class SegmentWidget(Container):
@@ -145,8 +135,7 @@ class SegmentWidget(Container):
         border = int(table["touches_border"].sum()) if n else 0
         self.status.value = (f"{n} white cell{'s' if n != 1 else ''}"
                              + (f" ({border} touching the border)" if border else "")
-                             + f" -> layer '{name}'"
-                             + (f". Note: {result['note']}" if result.get("note") else ""))
+                             + f" -> layer '{name}'")
 
     def _failed(self, exc: Exception) -> None:
         from napari.utils.notifications import show_error

@@ -394,7 +394,7 @@ def test_cli_segment_bad_input(tmp_path, capsys):
 
 def test_bccd_wbc_detection(bccd_dir, data_dir):
     fields = B.bccd_fields(data_dir)[::3]  # deterministic third; the benchmark scores all
-    tp = fp = fn = empty_objects = 0
+    tp = fp = fn = 0
     for field in fields:
         labels = label_cells(B.load_rgb(field.image))
         t, f, n = B.match_objects(labels, field.boxes)
@@ -440,3 +440,14 @@ def test_real_cnmc_cells_are_one_cell_each(cnmc_dir):
         assert ((labels > 0) & nonblack).sum() >= 0.97 * nonblack.sum(), path.name
         crops, table = extract_cells(img, labels)
         assert crops.shape == (1, 450, 450, 3) and table["scale"].iloc[0] == 1.0
+
+
+def test_label_cells_paper_method_takes_the_paper_thresholds():
+    from allnet_core.synthetic import synth_smear
+
+    rgb, truth, _ = synth_smear(seed=2)
+    strict = label_cells(rgb, method="paper")  # the literal rule: nothing on a smear
+    loose = label_cells(rgb, method="paper", low=60, space="hsv")
+    assert strict.max() == 0
+    assert loose.max() >= 1
+    assert (loose[truth > 0] > 0).mean() > 0.5
