@@ -1,0 +1,254 @@
+"""``allnet train``, ``allnet evaluate`` and ``allnet demo``.
+
+Only argparse and pathlib at import time; Keras loads when a command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import sys
+import time
+from pathlib import Path
+
+# TrainConfig fields settable from the command line: flag -> (field, type, help).
+_CONFIG_FLAGS = (
+    ("--epochs", "epochs", int, "epochs per fold (paper: 65)"),
+    ("--batch-size", "batch_size", int, "global batch size (paper: 16)"),
+    ("--lr", "lr", float, "Adam learning rate (paper: 1e-5)"),
+    ("--folds", "folds", int, "cross-validation folds (paper: 5)"),
+    ("--holdout", "holdout", float, "hold-out fraction (paper: 0.2)"),
+    ("--input-size", "input_size", int, "model input side in pixels (paper: 450)"),
+    ("--per-class", "per_class", int, "training images per class after balancing (paper: 6000)"),
+    ("--split", "split", str, "subject (default, honest) or image (the paper's protocol)"),
+    ("--seed", "seed", int, "random seed (default 0)"),
+    ("--precision", "precision", str, "float32 (default) or mixed (float16/bfloat16)"),
+    ("--dense-units", "dense_units", int, "width of the two dense layers (paper: 4096)"),
+    ("--workers", "workers", int, "image-reading threads of the training feed"),
+    ("--checkpoint-every", "checkpoint_every", int, "save a resumable checkpoint every N epochs"),
+)
+
+
+def register(subparsers) -> None:
+    """Add the ``train``, ``evaluate`` and ``demo`` commands."""
+    p = subparsers.add_parser(
+        "train", help="train ALLNet with hold-out + k-fold cross-validation",
+        description="Train ALLNet on a labelled dataset folder (C-NMC layout or class "
+        "folders): a subject-grouped hold-out, k folds on the rest, a run folder with models, "
+        "metrics and a Markdown report. Defaults are the paper's protocol.")
+    p.add_argument("data", type=Path, help="dataset folder")
+    p.add_argument("--out", type=Path, required=True, help="run folder to create (or resume)")
+    p.add_argument("--profile", choices=("paper", "quick"), default=None,
+                   help="preset of defaults: paper (default) or quick (a small CPU demo)")
+    for flag, dest, typ, text in _CONFIG_FLAGS:
+        kwargs = {"choices": ("subject", "image")} if dest == "split" else {}
+        if dest == "precision":
+            kwargs = {"choices": ("float32", "mixed", "mixed_float16", "mixed_bfloat16")}
+        p.add_argument(flag, dest=dest, type=typ, default=None, help=text, **kwargs)
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last saved epoch")
+    p.set_defaults(func=run_train)
+
+    e = subparsers.add_parser(
+        "evaluate", help="score a trained model on a labelled dataset",
+        description="Score a model file (.keras) or a run folder's best model on a dataset; "
+        "writes metrics.json, predictions.csv, per_subject.csv, confusion.png and report.md.")
+    e.add_argument("model", type=Path, help="a .keras model or a training run folder")
+    e.add_argument("data", type=Path, help="dataset folder")
+    e.add_argument("--out", type=Path, required=True, help="output folder")
+    e.add_argument("--batch-size", type=int, default=32, help="images per batch (32)")
+    e.add_argument("--threshold", type=float, default=0.5, help="P(ALL) cut-off (0.5)")
+    e.set_defaults(func=run_evaluate)
+
+    d = subparsers.add_parser(
+        "demo", help="synthesize data, train (quick profile), evaluate: the whole job in minutes",
+        description="Write a subject-structured synthetic C-NMC-like dataset, train ALLNet with "
+        "the quick profile (subject-grouped hold-out and folds), evaluate the best model on "
+        "synthetic cells of new subjects, and print where the report is.")
+    d.add_argument("--out", type=Path, default=Path("allnet-demo"),
+                   help="output folder (default ./allnet-demo)")
+    d.add_argument("--subjects", type=int, default=32, help="synthetic subjects (32)")
+    d.add_argument("--cells-per-subject", type=int, default=25, help="cells per subject (25)")
+    d.add_argument("--epochs", type=int, default=None, help="override the quick profile's epochs")
+    d.add_argument("--per-class", type=int, default=None,
+                   help="override the quick profile's images per class")
+    d.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    d.set_defaults(func=run_demo)
+
+
+# --------------------------------------------------------------------------- progress
+
+
+class _TrainProgress:
+    """Turn training events into a progress bar over all epochs of all folds."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.bar = None
+        self.epochs = 1
+        self.folds = 1
+
+    def __call__(self, event: dict) -> None:
+        from allnet_core._cli._progress import ProgressBar
+
+        kind = event["kind"]
+        if kind == "start":
+            self.epochs, self.folds = event["epochs"], event["folds"]
+            what = "resuming" if event.get("resumed") else "training"
+            self._line(f"{what}: {event['n_images']} images, hold-out {event['n_holdout']}, "
+                       f"{self.folds} folds x {self.epochs} epochs, split by {event['split']}")
+        elif kind == "device":
+            self._line(f"device: {event['device']} ({event['name']}), Keras backend "
+                       f"{event['backend']}, precision {event['precision']}")
+        elif kind == "fold_skipped":
+            self._line(f"fold {event['fold']}/{event['folds']}: already complete, kept")
+        elif kind == "fold_start":
+            if self.bar is None:
+                self.bar = ProgressBar(self.folds * self.epochs, "epochs", stream=self.stream)
+            start = event["start_epoch"]
+            note = f" (resumed at epoch {start})" if start > 1 else ""
+            self._line(f"fold {event['fold']}/{event['folds']}: {event['n_train']} training "
+                       f"images balanced to {event['n_train_balanced']}, "
+                       f"{event['n_val']} validation{note}")
+        elif kind == "batch_end" and self.bar is not None and self.tty:
+            done = (event["fold"] - 1) * self.epochs + event["epoch"] - 1
+            self.bar.update(done, f"fold {event['fold']} epoch {event['epoch']} batch "
+                            f"{event['batch']}/{event['batches']} loss {event.get('loss', 0):.3f}"
+                            f" acc {event.get('accuracy', 0):.3f}")
+        elif kind == "epoch_end" and self.bar is not None:
+            done = (event["fold"] - 1) * self.epochs + event["epoch"]
+            self.bar.update(done, f"fold {event['fold']} epoch {event['epoch']} "
+                            f"loss {event['loss']:.3f} acc {event['accuracy']:.3f} "
+                            f"val_acc {event['val_accuracy']:.3f} val_f1 {event['val_f1']:.3f}",
+                            force=True)
+        elif kind == "fold_end":
+            self._line(f"fold {event['fold']}: best epoch {event['best_epoch']}, validation "
+                       f"accuracy {100 * event['accuracy']:.2f} %, F1 {100 * event['f1']:.2f} %")
+        elif kind == "holdout_end":
+            self._line(f"hold-out (fold {event['fold']} model): accuracy "
+                       f"{100 * event['accuracy']:.2f} %, F1 {100 * event['f1']:.2f} %")
+
+    def _line(self, text: str) -> None:
+        if self.bar is not None and self.tty:
+            self.stream.write("\r\033[K")
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+@contextlib.contextmanager
+def _cancel_on_sigint():
+    """First Ctrl-C asks training to stop at the next batch; a second one interrupts."""
+    from allnet_core.progress import CancelToken
+
+    token = CancelToken()
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum, frame):
+        if token.is_set():
+            signal.signal(signal.SIGINT, previous)
+            raise KeyboardInterrupt
+        token.cancel()
+        print("\nallnet: stopping at the next batch (Ctrl-C again to abort)", file=sys.stderr)
+
+    try:
+        signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread
+        pass
+    try:
+        yield token
+    finally:
+        with contextlib.suppress(ValueError):
+            signal.signal(signal.SIGINT, previous)
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _config_from_args(args):
+    from allnet_core.training import TrainConfig, resume_config
+
+    overrides = {dest: getattr(args, dest) for _, dest, _, _ in _CONFIG_FLAGS}
+    if args.resume:
+        return resume_config(args.out, args.profile, **overrides)
+    return TrainConfig.from_profile(args.profile or "paper", **overrides)
+
+
+def _train(data, config, out: Path, resume: bool):
+    from allnet_core.errors import CancelledError
+    from allnet_core.training import cross_validate
+
+    bar = _TrainProgress()
+    try:
+        with _cancel_on_sigint() as token:
+            return cross_validate(data, config, out, progress=bar, cancel=token, resume=resume)
+    except CancelledError as exc:
+        print(f"allnet: {exc}", file=sys.stderr)
+        return None
+    finally:
+        bar.close()
+
+
+def run_train(args) -> int:
+    """Run ``allnet train``."""
+    config = _config_from_args(args)
+    result = _train(args.data, config, args.out, args.resume)
+    if result is None:
+        return 130
+    h = result.holdout
+    print(f"hold-out accuracy {100 * h['accuracy']:.2f} %, F1 {100 * h['f1']:.2f} % "
+          f"(fold {result.best_fold} model)")
+    print(f"report: {result.report}")
+    print(f"best model: {result.best_model}")
+    return 0
+
+
+def run_evaluate(args) -> int:
+    """Run ``allnet evaluate``."""
+    from allnet_core.evaluation import evaluate
+
+    result = evaluate(args.model, args.data, args.out, batch_size=args.batch_size,
+                      threshold=args.threshold)
+    m = result.metrics
+    print(f"{m['n']} images: accuracy {100 * m['accuracy']:.2f} %, F1 {100 * m['f1']:.2f} %, "
+          f"MCC {100 * m['mcc']:.2f} %")
+    print(f"report: {result.report}")
+    return 0
+
+
+def run_demo(args) -> int:
+    """Run ``allnet demo``."""
+    from allnet_core.evaluation import evaluate
+    from allnet_core.synthetic import write_cnmc_dataset
+    from allnet_core.training import TrainConfig
+
+    t0 = time.perf_counter()
+    out = args.out
+    config = TrainConfig.from_profile("quick", seed=args.seed, epochs=args.epochs,
+                                      per_class=args.per_class)
+    size = 96  # synthetic cells are drawn at 96 px and read at the profile's input size
+    data, test = out / "data", out / "test_data"
+    for folder, seed, n in ((data, args.seed, args.subjects),
+                            (test, args.seed + 10_000, max(4, args.subjects // 2))):
+        if not (folder / "C-NMC_Leukemia").is_dir():
+            print(f"writing synthetic cells: {n} subjects x {args.cells_per_subject} -> {folder}",
+                  file=sys.stderr)
+            write_cnmc_dataset(folder, subjects=n, cells_per_subject=args.cells_per_subject,
+                               seed=seed, size=size)
+    result = _train(data, config, out / "run", resume=True)
+    if result is None:
+        return 130
+    print("evaluating the best model on synthetic cells of new subjects ...", file=sys.stderr)
+    ev = evaluate(result.run_dir, test, out / "evaluation")
+    minutes = (time.perf_counter() - t0) / 60
+    h = result.holdout
+    print(f"hold-out accuracy {100 * h['accuracy']:.2f} % (fold {result.best_fold} model); "
+          f"new subjects: accuracy {100 * ev.metrics['accuracy']:.2f} %; {minutes:.1f} min")
+    print(f"report: {result.report}")
+    print(f"evaluation on new subjects: {ev.report}")
+    return 0

@@ -1,0 +1,132 @@
+"""Metrics with ALL as the positive class, cross-checked against scikit-learn."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn import metrics as skm
+
+from allnet_core.errors import ConfigError, DatasetError
+from allnet_core.metrics import (
+    METRIC_NAMES,
+    binary_metrics,
+    json_safe,
+    labels_to_int,
+    per_subject_summary,
+)
+
+
+def _random_case(seed, n=200):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    p = np.clip(rng.normal(0.3 + 0.4 * y, 0.25), 0, 1)
+    return y, p
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("threshold", [0.3, 0.5, 0.7])
+def test_matches_sklearn(seed, threshold):
+    y, p = _random_case(seed)
+    labels = np.where(y == 1, "ALL", "HEM")
+    m = binary_metrics(labels, p, threshold=threshold)
+    pred = (p >= threshold).astype(int)
+    tn, fp, fn, tp = skm.confusion_matrix(y, pred, labels=[0, 1]).ravel()
+    assert (m["tn"], m["fp"], m["fn"], m["tp"]) == (tn, fp, fn, tp)
+    assert m["n"] == len(y)
+    assert m["accuracy"] == pytest.approx(skm.accuracy_score(y, pred))
+    assert m["recall"] == pytest.approx(skm.recall_score(y, pred, pos_label=1))
+    assert m["specificity"] == pytest.approx(skm.recall_score(y, pred, pos_label=0))
+    assert m["precision"] == pytest.approx(skm.precision_score(y, pred, pos_label=1))
+    assert m["f1"] == pytest.approx(skm.f1_score(y, pred, pos_label=1))
+    assert m["mcc"] == pytest.approx(skm.matthews_corrcoef(y, pred))
+    assert m["roc_auc"] == pytest.approx(skm.roc_auc_score(y, p))
+    for name in METRIC_NAMES:
+        assert -1.0 <= m[name] <= 1.0
+
+
+def test_label_forms_agree():
+    y, p = _random_case(7, 50)
+    a = binary_metrics(y, p)
+    b = binary_metrics(np.where(y == 1, "all", "hem"), p)
+    c = binary_metrics(y.astype(bool), p)
+    assert a == b == c
+
+
+def test_worked_example_by_hand():
+    m = binary_metrics(["ALL", "ALL", "ALL", "HEM", "HEM"], [0.9, 0.8, 0.2, 0.6, 0.1])
+    assert (m["tp"], m["fn"], m["fp"], m["tn"]) == (2, 1, 1, 1)
+    assert m["accuracy"] == pytest.approx(3 / 5)
+    assert m["recall"] == pytest.approx(2 / 3)
+    assert m["specificity"] == pytest.approx(1 / 2)
+    assert m["precision"] == pytest.approx(2 / 3)
+    assert m["f1"] == pytest.approx(2 / 3)
+
+
+def test_single_class_is_nan_safe():
+    m = binary_metrics(["ALL"] * 4, [0.9, 0.8, 0.7, 0.2])
+    assert math.isnan(m["roc_auc"]) and math.isnan(m["specificity"])
+    assert m["recall"] == pytest.approx(0.75) and m["precision"] == 1.0
+    assert m["mcc"] == 0.0  # scikit-learn's convention for a degenerate matrix
+    none_called = binary_metrics(["ALL", "HEM"], [0.1, 0.2])
+    assert math.isnan(none_called["precision"])
+    assert none_called["f1"] == 0.0
+    assert none_called["mcc"] == pytest.approx(skm.matthews_corrcoef([1, 0], [0, 0]))
+    empty = binary_metrics([], [])
+    assert empty["n"] == 0 and math.isnan(empty["accuracy"])
+
+
+def test_json_safe_makes_strict_json():
+    m = binary_metrics(["ALL"] * 3, [0.9, 0.8, 0.7])
+    text = json.dumps(json_safe(m), allow_nan=False)
+    assert json.loads(text)["roc_auc"] is None
+
+
+@pytest.mark.parametrize("labels, probs, exc", [
+    (["ALL", "HEM"], [0.5], ConfigError),
+    (["ALL", "HEM"], [0.5, 1.5], ConfigError),
+    (["ALL", "HEM"], [0.5, float("nan")], ConfigError),
+    (["ALL", "BLAST"], [0.5, 0.5], DatasetError),
+    ([0, 2], [0.5, 0.5], DatasetError),
+])
+def test_bad_input(labels, probs, exc):
+    with pytest.raises(exc):
+        binary_metrics(labels, probs)
+
+
+def test_bad_threshold():
+    with pytest.raises(ConfigError, match="threshold"):
+        binary_metrics([1, 0], [0.5, 0.5], threshold=2)
+
+
+def test_labels_to_int():
+    np.testing.assert_array_equal(labels_to_int(["ALL", "hem", "All"]), [1, 0, 1])
+
+
+def test_per_subject_summary():
+    table = pd.DataFrame({
+        "subject": ["1", "1", "1", "h2", "h2", "h3", "h3", "h3", "h3"],
+        "label": ["ALL"] * 3 + ["HEM"] * 6,
+        "p_all": [0.9, 0.7, 0.2, 0.1, 0.3, 0.8, 0.9, 0.6, 0.1],
+    })
+    s = per_subject_summary(table).set_index("subject")
+    assert list(s.index) == ["1", "h2", "h3"]
+    assert s.loc["1", "cells"] == 3
+    assert s.loc["1", "fraction_all"] == pytest.approx(2 / 3)
+    assert s.loc["1", "predicted_label"] == "ALL" and s.loc["1", "correct"]
+    assert s.loc["h2", "fraction_all"] == 0.0 and s.loc["h2", "correct"]
+    assert s.loc["h3", "fraction_all"] == pytest.approx(0.75)
+    assert s.loc["h3", "predicted_label"] == "ALL" and not s.loc["h3", "correct"]
+    assert s.loc["h3", "cell_accuracy"] == pytest.approx(0.25)
+    assert s.loc["h3", "mean_p_all"] == pytest.approx(0.6)
+    # a stricter subject rule flips the call
+    strict = per_subject_summary(table, subject_threshold=0.8).set_index("subject")
+    assert strict.loc["h3", "predicted_label"] == "HEM"
+
+
+def test_per_subject_needs_columns():
+    with pytest.raises(DatasetError, match="p_all"):
+        per_subject_summary(pd.DataFrame({"subject": ["a"], "label": ["ALL"]}))

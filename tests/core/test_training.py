@@ -1,0 +1,445 @@
+"""The cross-validation trainer: config, splits, run folder, progress, cancel, resume, CLI.
+
+Training tests use tiny synthetic data (32 px input, 16 dense units, 1-3 epochs)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from allnet_core.errors import CancelledError, ConfigError, DatasetError
+from allnet_core.progress import CancelToken
+from allnet_core.training import PROFILES, TrainConfig, check_dataset, make_splits
+
+TINY = dict(input_size=32, dense_units=16, epochs=2, per_class=16, folds=2, batch_size=8,
+            lr=1e-3, holdout=0.25, workers=1)
+
+
+def _table(subjects_per_class=6, cells=5):
+    rows = []
+    for s in range(subjects_per_class):
+        for label, prefix in (("ALL", ""), ("HEM", "h")):
+            for c in range(cells):
+                rows.append((f"/x/{prefix}{s}_{c}.bmp", label, f"{prefix}{s}"))
+    return pd.DataFrame(rows, columns=["path", "label", "subject"])
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    from allnet_core.datasets import discover
+    from allnet_core.synthetic import write_cnmc_dataset
+
+    root = tmp_path_factory.mktemp("tiny_data")
+    write_cnmc_dataset(root, subjects=8, cells_per_subject=6, seed=1, size=40)
+    return root, discover(root)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_data, tmp_path_factory):
+    from allnet_core.training import cross_validate
+
+    root, table = tiny_data
+    out = tmp_path_factory.mktemp("tiny_run") / "run"
+    events = []
+    result = cross_validate(table, TrainConfig(**TINY), out, progress=events.append)
+    return result, events, out
+
+
+# --------------------------------------------------------------------------- config
+
+
+def test_paper_defaults():
+    c = TrainConfig()
+    assert (c.optimizer, c.lr, c.batch_size, c.epochs, c.loss) == (
+        "adam", 1e-5, 16, 65, "categorical_crossentropy")
+    assert (c.holdout, c.folds, c.per_class, c.input_size, c.split) == (
+        0.2, 5, 6000, 450, "subject")
+    assert c.precision == "float32" and c.dense_units == 4096
+    assert TrainConfig.from_profile("paper") == TrainConfig()
+
+
+def test_quick_profile_and_overrides():
+    q = TrainConfig.from_profile("quick", epochs=3, seed=None)
+    assert q.profile == "quick" and q.epochs == 3
+    assert q.input_size == PROFILES["quick"]["input_size"] < 100
+    assert q.per_class < 1000 and q.dense_units < 4096
+    with pytest.raises(ConfigError, match="profile"):
+        TrainConfig.from_profile("fast")
+
+
+def test_json_round_trip(tmp_path):
+    c = TrainConfig(epochs=3, split="image", seed=7, precision="mixed")
+    assert TrainConfig.from_json(c.to_json()) == c
+    (tmp_path / "config.json").write_text(c.to_json())
+    assert TrainConfig.from_json(tmp_path / "config.json") == c
+    with pytest.raises(ConfigError, match="unknown"):
+        TrainConfig.from_dict({**c.to_dict(), "learning_rate": 1})
+
+
+@pytest.mark.parametrize("field, value", [
+    ("lr", 0), ("epochs", 0), ("folds", 1), ("holdout", 1.0), ("split", "patient"),
+    ("precision", "float16"), ("batch_size", 0), ("input_size", 4), ("per_class", 0),
+])
+def test_config_validation(field, value):
+    with pytest.raises(ConfigError, match=field):
+        TrainConfig(**{field: value})
+
+
+# --------------------------------------------------------------------------- splits
+
+
+def _check_partition(splits, table, folds):
+    per_path = splits.groupby("path")["role"].apply(list)
+    assert set(per_path.index) == set(table["path"])
+    for roles in per_path:
+        if roles == ["holdout"]:
+            continue
+        assert len(roles) == folds
+        assert sum(r.endswith("_val") for r in roles) == 1
+
+
+def test_subject_splits_are_disjoint_and_stratified():
+    table = _table(subjects_per_class=10)
+    cfg = TrainConfig(folds=3, seed=3)
+    splits = make_splits(table, cfg)
+    _check_partition(splits, table, 3)
+    subjects = {r: set(g["subject"]) for r, g in splits.groupby("role")}
+    hold = subjects["holdout"]
+    for k in range(1, 4):
+        tr, va = subjects[f"fold_{k}_train"], subjects[f"fold_{k}_val"]
+        assert not (tr & va) and not (tr & hold) and not (va & hold)
+    for role, g in splits.groupby("role"):
+        assert set(g["label"]) == {"ALL", "HEM"}, role
+    frac = (splits["role"] == "holdout").sum() / len(table)
+    assert 0.1 <= frac <= 0.3
+    pd.testing.assert_frame_equal(splits, make_splits(table, cfg))  # deterministic
+    assert not make_splits(table, TrainConfig(folds=3, seed=4)).equals(splits)
+
+
+def test_image_split_shares_subjects():
+    table = _table(subjects_per_class=4, cells=10)
+    splits = make_splits(table, TrainConfig(folds=3, split="image"))
+    _check_partition(splits, table, 3)
+    hold = set(splits.loc[splits["role"] == "holdout", "subject"])
+    train = set(splits.loc[splits["role"] == "fold_1_train", "subject"])
+    assert hold & train  # the paper's protocol: the same donors on both sides
+    assert (splits["role"] == "holdout").sum() == round(0.2 * len(table))
+
+
+def test_real_cnmc_subjects_never_cross_splits(cnmc_dir):
+    from allnet_core.datasets import discover
+
+    table = discover(cnmc_dir, verify=False)
+    per_class = table.groupby("label")["subject"].nunique()
+    folds = min(5, int(per_class.min()) - 1)
+    assert folds >= 2, per_class
+    splits = make_splits(table, TrainConfig(folds=folds, seed=0))
+    _check_partition(splits, table, folds)
+    hold = set(splits.loc[splits["role"] == "holdout", "subject"])
+    assert hold
+    for k in range(1, folds + 1):
+        tr = set(splits.loc[splits["role"] == f"fold_{k}_train", "subject"])
+        va = set(splits.loc[splits["role"] == f"fold_{k}_val", "subject"])
+        assert not (tr & va) and not (tr & hold) and not (va & hold)
+    # case-insensitive ids: 'H3' and 'h3' are one subject
+    assert all(s == s.lower() for s in splits["subject"])
+
+
+def test_too_few_subjects_suggests_folds():
+    table = _table(subjects_per_class=4)
+    with pytest.raises(DatasetError, match="--folds 3"):
+        check_dataset(table, TrainConfig(folds=5))
+    check_dataset(table, TrainConfig(folds=3))
+    two = _table(subjects_per_class=2)
+    with pytest.raises(DatasetError, match="--split image"):
+        make_splits(two, TrainConfig(folds=5))
+
+
+def test_one_class_and_empty():
+    table = _table()
+    with pytest.raises(DatasetError, match="only ALL"):
+        make_splits(table[table["label"] == "ALL"], TrainConfig())
+    with pytest.raises(DatasetError, match="empty"):
+        make_splits(table.iloc[:0], TrainConfig())
+
+
+def test_unreadable_file_fails_before_training(tiny_data, tmp_path):
+    from allnet_core.training import cross_validate
+
+    _, table = tiny_data
+    bad = tmp_path / "UID_9_1_1_all.bmp"
+    bad.write_bytes(b"BM not really a bitmap")
+    broken = pd.concat([table, pd.DataFrame([{"path": str(bad), "label": "ALL",
+                                              "subject": "1"}])], ignore_index=True)
+    with pytest.raises(DatasetError, match="UID_9_1_1_all.bmp"):
+        cross_validate(broken, TrainConfig(**TINY), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+# --------------------------------------------------------------------------- a tiny run
+
+
+def test_run_folder_is_complete(tiny_run):
+    result, _, out = tiny_run
+    for name in ("config.json", "environment.json", "splits.csv", "report.md", "report.json",
+                 "curves.png", "confusion.png", "holdout/metrics.json",
+                 "holdout/predictions.csv", "holdout/per_subject.csv"):
+        assert (out / name).is_file(), name
+    for k in (1, 2):
+        for name in ("history.csv", "metrics.json", "model.keras", "plan.csv"):
+            assert (out / f"fold_{k}" / name).is_file(), (k, name)
+        assert not list((out / f"fold_{k}").glob("ckpt_*"))  # checkpoints pruned
+        assert not (out / f"fold_{k}" / "state.json").exists()
+        history = pd.read_csv(out / f"fold_{k}" / "history.csv")
+        assert list(history["epoch"]) == [1, 2]
+        assert {"loss", "accuracy", "val_loss", "val_accuracy", "val_f1"} <= set(history)
+    assert not [p for p in out.rglob(".*")]  # no temporary files left
+    assert TrainConfig.from_json(out / "config.json") == TrainConfig(**TINY)
+    env = json.loads((out / "environment.json").read_text())
+    assert env["device_used"] in ("CPU", "GPU") and env["keras_backend"]
+    assert env["precision_policy"] == "float32"
+    report = json.loads((out / "report.json").read_text())  # strict JSON (no NaN)
+    assert report["best_fold"] == result.best_fold
+    assert report["subjects_in_several_splits"] == 0
+    assert Path(report["best_model"]) == result.best_model
+    best_f1 = max(m["f1"] or -1 for m in report["folds"])
+    assert (report["folds"][result.best_fold - 1]["f1"] or -1) == best_f1
+
+
+def test_splits_csv_and_plan(tiny_run, tiny_data):
+    _, _, out = tiny_run
+    splits = pd.read_csv(out / "splits.csv", dtype=str)
+    assert list(splits.columns) == ["path", "subject", "label", "role"]
+    assert set(splits["role"]) == {"holdout", "fold_1_train", "fold_1_val", "fold_2_train",
+                                   "fold_2_val"}
+    plan = pd.read_csv(out / "fold_1" / "plan.csv")
+    assert plan.groupby("label").size().to_dict() == {"ALL": 16, "HEM": 16}
+    train = set(splits.loc[splits["role"] == "fold_1_train", "path"])
+    assert set(plan["path"]) <= train  # balancing and augmentation touch training only
+
+
+def test_report_is_table3_style(tiny_run):
+    _, _, out = tiny_run
+    text = (out / "report.md").read_text()
+    assert "| | Accuracy | Specificity | Recall | F1 | Precision | MCC |" in text
+    assert "| Fold 1 (validation) |" in text and "| Fold 2 (validation) |" in text
+    assert "Mean ± std over folds" in text and "**Hold-out**" in text
+    assert "grouped by subject" in text
+    holdout = json.loads((out / "holdout" / "metrics.json").read_text())
+    assert f"{100 * holdout['accuracy']:.2f}" in text
+
+
+def test_holdout_predictions_match_metrics(tiny_run):
+    from allnet_core.metrics import binary_metrics
+
+    result, _, out = tiny_run
+    pred = pd.read_csv(out / "holdout" / "predictions.csv")
+    m = binary_metrics(pred["label"], pred["p_all"])
+    assert m["accuracy"] == pytest.approx(result.holdout["accuracy"])
+    splits = pd.read_csv(out / "splits.csv")
+    assert set(pred["path"]) == set(splits.loc[splits["role"] == "holdout", "path"])
+
+
+def test_progress_events(tiny_run):
+    _, events, _ = tiny_run
+    kinds = [e["kind"] for e in events]
+    assert kinds[-1] == "done"
+    assert set(kinds[: kinds.index("start")]) <= {"check"}  # files are decoded first
+    assert kinds.count("fold_start") == 2 and kinds.count("fold_end") == 2
+    assert kinds.count("epoch_end") == 4
+    batch = next(e for e in events if e["kind"] == "batch_end")
+    assert {"fold", "epoch", "batch", "batches", "loss", "accuracy"} <= set(batch)
+    epoch = next(e for e in events if e["kind"] == "epoch_end")
+    assert {"fold", "epoch", "epochs", "loss", "val_loss", "val_accuracy", "val_f1"} <= set(epoch)
+    json.dumps(events)  # plain JSON values, ready for the worker's pipe
+
+
+def test_existing_run_needs_resume(tiny_run, tiny_data):
+    from allnet_core.training import cross_validate
+
+    _, _, out = tiny_run
+    _, table = tiny_data
+    with pytest.raises(ConfigError, match="--resume"):
+        cross_validate(table, TrainConfig(**TINY), out)
+    with pytest.raises(ConfigError, match="epochs"):
+        cross_validate(table, TrainConfig(**{**TINY, "epochs": 5}), out, resume=True)
+
+
+def test_evaluate_run_on_holdout(tiny_run, tmp_path):
+    from allnet_core.evaluation import evaluate
+
+    result, _, out = tiny_run
+    splits = pd.read_csv(out / "splits.csv", dtype=str)
+    hold = splits[splits["role"] == "holdout"]
+    ev = evaluate(out, hold, tmp_path / "ev")
+    assert ev.model == result.best_model
+    assert ev.metrics["accuracy"] == pytest.approx(result.holdout["accuracy"])
+    for name in ("metrics.json", "predictions.csv", "per_subject.csv", "confusion.png",
+                 "report.md"):
+        assert (tmp_path / "ev" / name).is_file()
+    assert len(ev.per_subject) == hold["subject"].nunique()
+
+
+# --------------------------------------------------------------------------- cancel, resume
+
+
+def test_cancel_then_resume(tiny_data, tmp_path):
+    from allnet_core.training import cross_validate
+
+    _, table = tiny_data
+    cfg = TrainConfig(**{**TINY, "epochs": 3})
+    out = tmp_path / "run"
+    token = CancelToken()
+    seen = []
+
+    def progress(event):
+        seen.append(event)
+        # cancel in the middle of fold 1, epoch 2 (after epoch 1 was committed)
+        if event["kind"] == "batch_end" and event["fold"] == 1 and event["epoch"] == 2:
+            token.cancel()
+
+    with pytest.raises(CancelledError, match="--resume"):
+        cross_validate(table, cfg, out, progress=progress, cancel=token)
+    assert seen[-1]["kind"] == "cancelled"
+    state = json.loads((out / "fold_1" / "state.json").read_text())
+    assert state["epoch"] == state["checkpoint_epoch"] == 1
+    assert (out / "fold_1" / state["checkpoint"]).is_file()
+    from allnet_core.training import load_model
+
+    ckpt = load_model(out / "fold_1" / state["checkpoint"], compile=True)
+    batches = next(e for e in seen if e["kind"] == "fold_start")["batches"]
+    assert int(ckpt.optimizer.iterations) == batches  # the optimizer state is saved too
+    assert not (out / "fold_1" / "metrics.json").exists()
+    assert not (out / "report.md").exists()
+
+    events = []
+    result = cross_validate(table, cfg, out, progress=events.append, resume=True)
+    start = next(e for e in events if e["kind"] == "fold_start")
+    assert start["fold"] == 1 and start["start_epoch"] == 2
+    epochs = [(e["fold"], e["epoch"]) for e in events if e["kind"] == "epoch_end"]
+    assert epochs == [(1, 2), (1, 3), (2, 1), (2, 2), (2, 3)]
+    history = pd.read_csv(out / "fold_1" / "history.csv")
+    assert list(history["epoch"]) == [1, 2, 3]
+    assert result.report.is_file()
+
+    # resuming a finished run retrains nothing
+    again = []
+    cross_validate(table, cfg, out, progress=again.append, resume=True)
+    assert [e["kind"] for e in again].count("fold_skipped") == 2
+    assert not [e for e in again if e["kind"] == "epoch_end"]
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_from_cli(tiny_data, tmp_path):
+    """Kill a real `allnet train` process with SIGKILL after its first checkpoint; resume."""
+    root, _ = tiny_data
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "allnet_core", "train", str(root), "--out", str(out),
+            "--epochs", "3", "--input-size", "32", "--dense-units", "16", "--folds", "2",
+            "--per-class", "16", "--batch-size", "8", "--lr", "1e-3", "--holdout", "0.25",
+            "--workers", "1"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    state = out / "fold_1" / "state.json"
+    deadline = time.monotonic() + 240
+    while not state.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    # every file under its real name is complete
+    for p in out.rglob("*.json"):
+        if not p.name.startswith("."):
+            json.loads(p.read_text())
+    committed = json.loads(state.read_text())
+    assert committed["epoch"] >= 1
+    assert (state.parent / committed["checkpoint"]).is_file()
+
+    resumed = subprocess.run(args + ["--resume"], capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "report:" in resumed.stdout
+    history = pd.read_csv(out / "fold_1" / "history.csv")
+    assert list(history["epoch"]) == [1, 2, 3]
+    assert (out / "report.md").is_file()
+    assert not [p for p in out.rglob(".*")]  # stale temporaries cleaned up on resume
+
+
+@pytest.mark.slow
+def test_cli_train_evaluate_and_errors(tiny_data, tmp_path, capsys):
+    from allnet_core.cli import main
+
+    root, _ = tiny_data
+    out = tmp_path / "run"
+    code = main(["train", str(root), "--out", str(out), "--epochs", "1", "--input-size", "32",
+                 "--dense-units", "16", "--folds", "2", "--per-class", "8", "--batch-size", "8",
+                 "--holdout", "0.25", "--split", "image", "--workers", "1"])
+    assert code == 0
+    text = (out / "report.md").read_text()
+    assert "Subjects are shared between" in text
+    cfg = TrainConfig.from_json(out / "config.json")
+    assert (cfg.split, cfg.epochs, cfg.input_size) == ("image", 1, 32)
+    assert main(["evaluate", str(out), str(root), "--out", str(tmp_path / "ev")]) == 0
+    assert (tmp_path / "ev" / "report.md").is_file()
+    capsys.readouterr()
+    assert main(["train", str(root), "--out", str(tmp_path / "r2"), "--folds", "9"]) == 2
+    assert "--folds 3" in capsys.readouterr().err
+
+
+def test_mixed_precision_run(tiny_data, tmp_path):
+    """``precision="mixed"``: bfloat16 on a CPU (float16 + loss scaling on a GPU); the
+    softmax output and the saved probabilities stay float32."""
+    from allnet_core.training import cross_validate, load_model
+
+    _, table = tiny_data
+    cfg = TrainConfig(**{**TINY, "epochs": 1, "precision": "mixed"})
+    result = cross_validate(table, cfg, tmp_path / "run")
+    env = json.loads((tmp_path / "run" / "environment.json").read_text())
+    expected = "mixed_float16" if env["device_used"] == "GPU" else "mixed_bfloat16"
+    assert env["precision_policy"] == expected
+    model = load_model(result.best_model)
+    assert model.get_layer("conv1").dtype_policy.name == expected
+    assert model.get_layer("probabilities").dtype_policy.compute_dtype == "float32"
+    pred = pd.read_csv(tmp_path / "run" / "holdout" / "predictions.csv")
+    assert pred["p_all"].between(0, 1).all()
+    import keras
+
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
+
+
+def test_resume_config(tmp_path):
+    from allnet_core.training import resume_config
+
+    assert resume_config(tmp_path, "quick", epochs=3) == TrainConfig.from_profile("quick",
+                                                                                  epochs=3)
+    saved = TrainConfig.from_profile("quick", epochs=4, seed=2)
+    (tmp_path / "config.json").write_text(saved.to_json())
+    assert resume_config(tmp_path) == saved
+    assert resume_config(tmp_path, workers=1, epochs=None).workers == 1
+    with pytest.raises(ConfigError, match="profile"):
+        resume_config(tmp_path, "paper")
+
+
+@pytest.mark.slow
+def test_demo_command_end_to_end(tmp_path, capsys):
+    """`allnet demo` (shrunk: few cells, one epoch) synthesizes, trains, evaluates, reports."""
+    from allnet_core.cli import main
+
+    out = tmp_path / "demo"
+    code = main(["demo", "--out", str(out), "--subjects", "10", "--cells-per-subject", "4",
+                 "--epochs", "1", "--per-class", "16"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert f"report: {out / 'run' / 'report.md'}" in printed
+    assert (out / "run" / "report.md").is_file()
+    assert (out / "evaluation" / "report.md").is_file()
+    cfg = TrainConfig.from_json(out / "run" / "config.json")
+    assert cfg.profile == "quick" and cfg.split == "subject"
