@@ -223,10 +223,11 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Write ``obj`` as indented JSON to ``path`` atomically (numpy scalars allowed)."""
-    return write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+    return write_text(path, json.dumps(obj, indent=2, default=json_default) + "\n")
 
 
-def _json_default(o: Any) -> Any:
+def json_default(o: Any) -> Any:
+    """``default=`` hook for :func:`json.dumps`: numpy scalars and arrays, paths."""
     if isinstance(o, np.generic):
         return o.item()
     if isinstance(o, np.ndarray):

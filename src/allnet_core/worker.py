@@ -30,7 +30,9 @@ string or number); replies to it carry the same ``"id"``.
     it again.
 ``{"op": "train", "data", "out", "config": {TrainConfig fields}, "resume"?}``
     Run :func:`allnet_core.training.cross_validate` on the dataset folder ``data`` into the
-    run folder ``out`` (``resume`` continues a cancelled or killed run); replies
+    run folder ``out`` (``resume`` continues a cancelled or killed run). ``config`` may
+    name a ``profile``; the given fields override that profile's values, as with
+    ``allnet train``. Replies
     ``{"kind": "result", "result": {"run_dir", "best_fold", "best_model", "report",
     "folds", "holdout"}}`` (``folds``: each fold's validation metrics; ``holdout``: the
     best fold's hold-out metrics).
@@ -267,13 +269,21 @@ class Worker:
         }
 
     def _train(self, request, progress, cancel) -> dict[str, Any]:
-        from allnet_core.training import TrainConfig, cross_validate
+        from allnet_core.training import TrainConfig, cross_validate, resume_config
 
         data = _required(request, "data")
         out = _required(request, "out")
-        config = TrainConfig.from_dict(dict(request.get("config") or {}))
+        fields = dict(request.get("config") or {})
+        profile = fields.pop("profile", None)
+        resume = bool(request.get("resume", False))
+        # Like `allnet train`: a profile's values under the given fields; a resumed run
+        # starts from its saved config.json.
+        if resume:
+            config = resume_config(out, profile, **fields)
+        else:
+            config = TrainConfig.from_profile(profile or "paper", **fields)
         result = cross_validate(data, config, out, progress=progress, cancel=cancel,
-                                resume=bool(request.get("resume", False)))
+                                resume=resume)
         return _run_summary(Path(out), result)
 
 
@@ -297,15 +307,13 @@ def _required(request: dict[str, Any], key: str) -> Any:
 
 
 def _json_default(o: Any) -> Any:
-    import numpy as np
+    """Like :func:`allnet_core.io.json_default`, but anything else becomes its ``str``."""
+    from allnet_core.io import json_default
 
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, os.PathLike):
-        return os.fspath(o)
-    return str(o)
+    try:
+        return json_default(o)
+    except TypeError:
+        return str(o)
 
 
 def _protocol_stdout() -> IO[str]:
