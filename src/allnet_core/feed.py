@@ -46,7 +46,8 @@ import numpy as np
 from allnet_core.augment import Augmenter, apply_params, parse_params
 from allnet_core.errors import ConfigError, DatasetError, ImageReadError
 
-__all__ = ["DEFAULT_CLASS_NAMES", "FeedCore", "TrainingFeed", "make_feed", "resize_for_model"]
+# TrainingFeed is created on first access (module __getattr__), so Keras loads only then.
+__all__ = ["DEFAULT_CLASS_NAMES", "FeedCore", "TrainingFeed", "make_feed", "resize_for_model"]  # noqa: F822
 
 #: Class order of the one-hot labels (index 1 = ALL), as ALLNet's output.
 DEFAULT_CLASS_NAMES = ("HEM", "ALL")
@@ -392,7 +393,7 @@ def _feed_class() -> type:
     return TrainingFeed
 
 
-_TRAINING_FEED_DOC = """Batches ``(images, one_hot)`` for Keras ``fit``: a ``keras.utils.PyDataset``.
+_TRAINING_FEED_DOC = """Batches ``(images, one_hot)`` for ``fit``: a ``keras.utils.PyDataset``.
 
     ``images`` is float32 ``(B, input_size, input_size, 3)`` in 0-255, ``one_hot`` float32
     ``(B, len(class_names))`` (index 1 = ALL).

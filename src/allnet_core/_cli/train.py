@@ -5,7 +5,6 @@ Only argparse and pathlib at import time; Keras loads when a command runs.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import signal
 import sys
