@@ -20,17 +20,18 @@ def data_dir() -> Path:
     return path
 
 
+def _part(data_dir: Path, name: str, what: str) -> Path:
+    path = data_dir / name
+    if not path.is_dir():
+        pytest.skip(f"{path} missing: real {what} test skipped")
+    return path
+
+
 @pytest.fixture(scope="session")
 def cnmc_dir(data_dir) -> Path:
-    path = data_dir / "cnmc"
-    if not path.is_dir():
-        pytest.skip(f"{path} missing: real C-NMC test skipped")
-    return path
+    return _part(data_dir, "cnmc", "C-NMC")
 
 
 @pytest.fixture(scope="session")
 def bccd_dir(data_dir) -> Path:
-    path = data_dir / "bccd"
-    if not path.is_dir():
-        pytest.skip(f"{path} missing: real BCCD test skipped")
-    return path
+    return _part(data_dir, "bccd", "BCCD")
