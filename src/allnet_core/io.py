@@ -14,6 +14,8 @@ Conversions (documented contract of :func:`read_rgb`):
 * Floating-point images with values in [0, 1] are scaled by 255; any other finite float
   image is min-max rescaled to 0-255. NaN or infinite values are an error.
 * TIFF files stored channel-first (3xHxW) are transposed to HxWx3.
+* CMYK JPEGs are converted to RGB by Pillow (inverted Adobe CMYK included).
+* Images over Pillow's decompression-bomb limit are refused with their size and the limit.
 * Grayscale images, stacks (multi-page TIFF, animated GIF/PNG, 3-D volumes), empty,
   truncated and non-image files raise :class:`~allnet_core.errors.ImageReadError`.
 """
@@ -110,11 +112,33 @@ def _read_tiff(p: Path) -> np.ndarray:
 def _read_with_imageio(p: Path) -> np.ndarray:
     import imageio.v3 as iio
 
+    kwargs = {"mode": "RGB"} if _pillow_mode(p) == "CMYK" else {}
     try:
         # index=None reads every frame of an animation, so stacks are detected below.
-        return np.asarray(iio.imread(p, index=None, plugin="pillow"))
+        return np.asarray(iio.imread(p, index=None, plugin="pillow", **kwargs))
     except Exception as exc:  # imageio/Pillow raise OSError, ValueError, SyntaxError...
         raise ImageReadError(p, f"not a readable image file ({exc})") from exc
+
+
+def _pillow_mode(p: Path) -> str | None:
+    """Pillow's mode of ``p`` (``"CMYK"`` needs converting), or None if Pillow cannot tell.
+
+    Opening reads the header only. An image over Pillow's decompression-bomb limit is
+    refused here with its size and the limit, rather than behind imageio's generic error.
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(p) as im:
+            return im.mode
+    except Image.DecompressionBombError as exc:
+        limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+        raise ImageReadError(
+            p, f"too large to read whole ({exc}); the limit is {limit:,} pixels. Save the "
+            "image as a tiled TIFF, or crop it into fields"
+        ) from exc
+    except Exception:  # not an image Pillow knows: imageio reports the problem
+        return None
 
 
 def as_rgb_uint8(data: np.ndarray, source: str | os.PathLike = "<array>") -> np.ndarray:
@@ -208,10 +232,18 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the user's usual mode
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    """The process's file-creation mask (read by setting and restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
 import imageio.v3 as iio
 import numpy as np
 import pytest
@@ -211,3 +214,34 @@ def test_write_tiff_and_find_images(tmp_path, rgb):
     found = find_images(tmp_path)
     assert [p.name for p in found] == ["x.tif", "y.PNG"]
     np.testing.assert_array_equal(read_rgb(found[0]), rgb)
+
+
+def test_cmyk_jpeg_is_converted_not_inverted(tmp_path):
+    rgb = np.zeros((16, 16, 3), np.uint8)
+    rgb[:, :8] = (200, 30, 40)
+    rgb[:, 8:] = (20, 180, 90)
+    path = tmp_path / "cmyk.jpg"
+    Image.fromarray(rgb).convert("CMYK").save(path, quality=95)
+    assert Image.open(path).mode == "CMYK"
+    out = read_rgb(path)
+    assert out.shape == (16, 16, 3)
+    assert np.abs(out[4:12, [2, 13]].astype(int) - rgb[4:12, [2, 13]]).max() <= 12
+
+
+def test_decompression_bomb_names_size_and_limit(tmp_path, monkeypatch):
+    path = tmp_path / "huge.png"
+    iio.imwrite(path, np.zeros((120, 100, 3), np.uint8))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 5000)  # 12,000 px > twice the limit
+    with pytest.raises(ImageReadError, match=r"huge\.png: too large.*12000 pixels.*10,000"):
+        read_rgb(path)
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX permission bits")
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_atomic_writes_follow_the_umask(tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        write_json(tmp_path / "r.json", {"a": 1})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "r.json").stat().st_mode) == mode
