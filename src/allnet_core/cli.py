@@ -9,7 +9,9 @@ starts fast and never loads Keras.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
 import sys
 
 from allnet_core import __version__
@@ -37,17 +39,57 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the ``allnet`` command line; returns the exit code."""
+    """Run the ``allnet`` command line; returns the exit code.
+
+    A user's mistake (an :class:`~allnet_core.errors.AllnetError` or an operating-system
+    error such as a read-only or full output folder) is one line on stderr and exit code
+    2; Ctrl-C is 130; a closed pipe (``allnet data check X | head``) ends quietly.
+    """
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:  # a bare ``allnet``: the command list, not a usage error
+        parser.print_help()
+        return 0
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except AllnetError as exc:
         print(f"allnet: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        _silence_stdout()
+        return 0
+    except OSError as exc:
+        print(f"allnet: error: {_describe_os_error(exc)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("allnet: interrupted", file=sys.stderr)
         return 130
+
+
+def _describe_os_error(exc: OSError) -> str:
+    """``PATH: reason`` for an operating-system error, with a hint for the common ones."""
+    where = exc.filename if exc.filename is not None else "output"
+    reason = exc.strerror or str(exc)
+    hints = {
+        errno.ENOSPC: "free some space or choose another output folder",
+        errno.EACCES: "choose a folder you can write to",
+        errno.EROFS: "choose a folder on a writable disk",
+        errno.ENOTDIR: "a file stands where a folder is needed; choose another path",
+        errno.EEXIST: "a file of that name exists; choose another path",
+        errno.EISDIR: "a folder stands where a file is needed; name a file",
+    }
+    hint = hints.get(exc.errno)
+    return f"{where}: {reason}" + (f" ({hint})" if hint else "")
+
+
+def _silence_stdout() -> None:
+    """After a closed pipe, point stdout at devnull so Python's exit flush stays quiet."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout without a file descriptor (tests)
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

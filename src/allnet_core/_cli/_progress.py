@@ -1,41 +1,44 @@
-"""A small text progress bar for the CLI, fed by allnet_core progress events."""
+"""The CLI's progress bar, fed by allnet_core progress events: tqdm with elapsed time and ETA.
+
+On a terminal the bar redraws in place; when stderr is piped or redirected it refreshes
+at most every ``_PIPED_INTERVAL`` seconds, so a log of a 12,000-image job holds a few
+dozen progress updates, not one line per image.
+"""
 
 from __future__ import annotations
 
 import sys
-import time
 from typing import TextIO
+
+from tqdm import tqdm
+
+_PIPED_INTERVAL = 10.0
 
 
 class ProgressBar:
-    """Render ``[#####.....] 12/40 text`` on one terminal line (plain lines when piped)."""
+    """``label  40%|####      | 12/30 [00:04<00:06, 2.9it/s] text`` on stderr."""
 
-    def __init__(self, total: int, label: str = "", stream: TextIO | None = None, width: int = 28):
-        self.total = max(int(total), 1)
-        self.label = label
-        self.stream = stream or sys.stderr
-        self.width = width
-        self.done = 0
-        self._tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-        self._last = 0.0
+    def __init__(self, total: int, label: str = "", stream: TextIO | None = None,
+                 width: int | None = None):
+        stream = stream or sys.stderr
+        tty = hasattr(stream, "isatty") and stream.isatty()
+        self._bar = tqdm(total=max(int(total), 1), desc=label or None, file=stream,
+                         ncols=width and width + 40, dynamic_ncols=tty and not width,
+                         mininterval=0.1 if tty else _PIPED_INTERVAL, leave=True)
+        self.total = self._bar.total
+
+    @property
+    def done(self) -> int:
+        return int(self._bar.n)
 
     def update(self, done: int | None = None, text: str = "", force: bool = False) -> None:
+        """Move the bar to ``done`` (absolute) and show ``text`` after it."""
         if done is not None:
-            self.done = min(int(done), self.total)
-        now = time.monotonic()
-        if not force and self._tty and now - self._last < 0.1 and self.done < self.total:
-            return
-        self._last = now
-        filled = int(self.width * self.done / self.total)
-        bar = "#" * filled + "." * (self.width - filled)
-        line = f"{self.label} [{bar}] {self.done}/{self.total} {text}".rstrip()
-        if self._tty:
-            self.stream.write("\r\033[K" + line)
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
+            self._bar.update(min(int(done), self.total) - self._bar.n)
+        if text:
+            self._bar.set_postfix_str(text, refresh=False)
+        if force:
+            self._bar.refresh()
 
     def close(self) -> None:
-        if self._tty:
-            self.stream.write("\n")
-            self.stream.flush()
+        self._bar.close()
