@@ -6,8 +6,13 @@ really needed. Segmentation, dataset handling and ``allnet --help`` never pay fo
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
+import re
+import sys
+import tempfile
+from collections.abc import Iterator
 from functools import cache
 from typing import Any
 
@@ -19,13 +24,60 @@ def backend_name() -> str:
     return os.environ.get("KERAS_BACKEND", "tensorflow")
 
 
+#: Start-up chatter of TensorFlow/XLA's C++ logging, which ``TF_CPP_MIN_LOG_LEVEL`` no longer
+#: hides (absl logs before it is initialised): "Could not find cuda drivers", "failed call
+#: to cuInit" on a machine without a GPU, oneDNN and CPU-feature notes. Other lines pass.
+_NATIVE_NOISE = re.compile(
+    r"All log messages before absl::InitializeLog|"
+    r"^[IWE]\d{4} .*(port\.cc|cudart_stub|cuda_platform|cuda_executor|cuda_dnn|cuda_fft|"
+    r"cuda_blas|cpu_feature_guard|cuInit|cuda drivers|computation placer)|"
+    r"^To enable the following instructions|rebuild TensorFlow with the appropriate|"
+    r"oneDNN custom operations are on|TF_ENABLE_ONEDNN_OPTS"
+)
+
+
 @cache
 def get_keras():
-    """Import and return the ``keras`` module (quietening TensorFlow's C++ logging)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
+    """Import and return the ``keras`` module, without the framework's start-up chatter.
 
+    The backend is imported and its devices initialised with the process's native
+    stderr captured; lines matching :data:`_NATIVE_NOISE` are dropped and anything else
+    (a real error) is written back. ``ALLNET_VERBOSE=1`` keeps everything.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with _filtered_native_stderr():
+        import keras
+
+        keras.ops.convert_to_numpy(keras.ops.zeros((1,)))  # device start-up happens here
     return keras
+
+
+@contextlib.contextmanager
+def _filtered_native_stderr() -> Iterator[None]:
+    """Capture file descriptor 2 for the block; replay what is not start-up noise."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # stderr replaced in-process
+        fd = None
+    if fd is None or os.environ.get("ALLNET_VERBOSE"):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), fd)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, fd)
+            os.close(saved)
+            tmp.seek(0)
+            lines = tmp.read().decode("utf-8", "replace").splitlines()
+            kept = [line for line in lines if line.strip() and not _NATIVE_NOISE.search(line)]
+            if kept:
+                sys.stderr.write("\n".join(kept) + "\n")
+                sys.stderr.flush()
 
 
 def visible_devices() -> list[dict[str, str]]:
