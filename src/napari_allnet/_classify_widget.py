@@ -2,7 +2,7 @@
 
 Keras never loads into napari's process: the image (and the labels, when chosen) are
 written to a temporary folder and the deep-learning worker process
-(:mod:`allnet_core.worker`, through :class:`~napari_allnet._worker_client.WorkerClient`)
+(:mod:`allnet_core.worker`, through :class:`~allnet_core.worker.WorkerClient`)
 classifies them with :mod:`allnet_core.inference`. A napari ``thread_worker`` only watches
 that process, so the viewer stays responsive and Cancel works. If the worker crashes, a
 notification shows why and no layer is touched.
@@ -34,7 +34,7 @@ from magicgui.widgets import (
 )
 
 from allnet_core.progress import CancelToken
-from napari_allnet import _worker_client as session
+from napari_allnet import _session as session
 from napari_allnet._colors import ALL_COLOR, HEM_COLOR, class_colormap, gradcam_colormap
 from napari_allnet._common import LayerProblem, layer_rgb, place_like, upsert_layer
 

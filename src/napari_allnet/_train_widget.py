@@ -31,7 +31,7 @@ from magicgui.widgets import (
 )
 
 from allnet_core.progress import CancelToken
-from napari_allnet import _worker_client as session
+from napari_allnet import _session as session
 
 if TYPE_CHECKING:
     import napari

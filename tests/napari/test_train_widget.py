@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from napari_allnet import _worker_client as session
+from napari_allnet import _session as session
 from napari_allnet._train_widget import METRICS, TRAIN_FIELDS
 
 TIMEOUT = 300_000
