@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 from allnet_core.errors import AllnetError
@@ -235,6 +235,24 @@ class WorkerClient:
                 if self._grace_timer is not None:
                     self._grace_timer.cancel()
                     self._grace_timer = None
+
+    def events(self, op: str, cancel: CancelLike | None = None,
+               **fields: Any) -> Generator[dict[str, Any], None, dict[str, Any]]:
+        """Run one job as a generator of its progress events; return its outcome.
+
+        Yields each progress event (a dict with ``"kind"``, see :mod:`allnet_core.progress`)
+        and returns the job's ``result`` dict, or ``{"cancelled": message}`` when it was
+        cancelled. Errors are raised as by :meth:`stream`. Meant for
+        ``outcome = yield from client.events(...)`` in a GUI's background thread.
+        """
+        for msg in self.stream(op, cancel=cancel, **fields):
+            if msg["kind"] == "progress":
+                yield msg["event"]
+            elif msg["kind"] == "cancelled":
+                return {"cancelled": msg.get("message", "cancelled")}
+            elif msg["kind"] == "result":
+                return msg["result"]
+        return {"cancelled": "the worker ended the job without an answer"}
 
     def ping(self, timeout: float = 60.0) -> dict[str, Any]:
         """Check that the worker answers (starting it if needed); returns its pong.
