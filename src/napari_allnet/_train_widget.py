@@ -29,6 +29,7 @@ from magicgui.widgets import (
     Table,
 )
 
+from allnet_core.report import TABLE_METRICS, mean_std
 from napari_allnet import _session as session
 from napari_allnet._job_widget import JobWidget, wrap_text
 
@@ -40,8 +41,8 @@ __all__ = ["TRAIN_FIELDS", "TrainWidget", "metrics_table", "run_training"]
 #: The TrainConfig fields shown in the widget (others come from the chosen profile).
 TRAIN_FIELDS = ("epochs", "batch_size", "lr", "folds", "holdout", "split", "input_size",
                 "per_class", "seed")
-#: Metric columns of the Table-3-style summary, in the paper's order.
-METRICS = ("accuracy", "specificity", "recall", "f1", "precision", "mcc")
+#: Metric columns of the Table-3-style summary, in the paper's order (as in report.md).
+METRICS = tuple(key for key, _ in TABLE_METRICS)
 _LABELS = {"lr": "learning rate", "holdout": "hold-out fraction", "split": "split by",
            "per_class": "images per class", "input_size": "input size (px)",
            "batch_size": "batch size"}
@@ -82,8 +83,9 @@ def metrics_table(folds: list[dict[str, Any]], holdout: dict[str, Any] | None,
     """The Table-3-style summary as magicgui ``Table`` data (percentages).
 
     Rows: each fold, ``mean ± std`` over folds, and the hold-out score of the best fold.
+    The mean and (sample) standard deviation are :func:`allnet_core.report.mean_std`'s,
+    as in the run's ``report.md``.
     """
-    import numpy as np
 
     def pct(v):
         return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
@@ -93,17 +95,23 @@ def metrics_table(folds: list[dict[str, Any]], holdout: dict[str, Any] | None,
         rows.append([pct(m.get(k)) for k in METRICS])
         index.append(f"fold {m.get('fold', i)}")
     if folds:
-        row = []
-        for k in METRICS:
-            v = np.array([m.get(k, np.nan) for m in folds], dtype=float)
-            row.append(f"{100 * np.nanmean(v):.1f} ± {100 * np.nanstd(v):.1f}"
-                       if np.isfinite(v).any() else "")
-        rows.append(row)
+        stats = mean_std(folds)
+        rows.append([_mean_pm_std(stats[k]) for k in METRICS])
         index.append("mean ± std")
     if holdout:
         rows.append([pct(holdout.get(k)) for k in METRICS])
         index.append(f"hold-out (fold {best_fold or holdout.get('fold', '?')})")
     return {"data": rows, "index": index, "columns": list(METRICS)}
+
+
+def _mean_pm_std(stat: dict[str, float]) -> str:
+    """``"mean ± std"`` in percent; the mean alone when the std is undefined (one fold)."""
+    mean, std = stat["mean"], stat["std"]
+    if not math.isfinite(mean):
+        return ""
+    if not math.isfinite(std):
+        return f"{100 * mean:.1f}"
+    return f"{100 * mean:.1f} ± {100 * std:.1f}"
 
 
 def check_dataset_folder(data: str | Path, config) -> list[str]:
