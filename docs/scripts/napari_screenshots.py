@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     _wait(app, cls, until=lambda: True)
     _shot(viewer, args.out / "napari_gradcam.png")
 
-    from napari_allnet._worker_client import shutdown_clients
+    from napari_allnet._session import shutdown_clients
 
     shutdown_clients()
     viewer.close()

@@ -2,7 +2,7 @@
 
 Keras never loads into napari's process: the image (and the labels, when chosen) are
 written to a temporary folder and the deep-learning worker process
-(:mod:`allnet_core.worker`, through :class:`~napari_allnet._worker_client.WorkerClient`)
+(:mod:`allnet_core.worker`, through :class:`~allnet_core.worker.WorkerClient`)
 classifies them with :mod:`allnet_core.inference`. A napari ``thread_worker`` only watches
 that process, so the viewer stays responsive and Cancel works. If the worker crashes, a
 notification shows why and no layer is touched.
@@ -23,20 +23,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import (
-    CheckBox,
-    ComboBox,
-    Container,
-    FileEdit,
-    Label,
-    PushButton,
-    create_widget,
-)
+from magicgui.widgets import CheckBox, ComboBox, FileEdit, Label, PushButton, create_widget
 
-from allnet_core.progress import CancelToken
-from napari_allnet import _worker_client as session
+from napari_allnet import _session as session
 from napari_allnet._colors import ALL_COLOR, HEM_COLOR, class_colormap, gradcam_colormap
 from napari_allnet._common import LayerProblem, layer_rgb, place_like, upsert_layer
+from napari_allnet._job_widget import JobWidget, wrap_text
 
 if TYPE_CHECKING:
     import napari
@@ -78,35 +70,30 @@ def run_classification(client, rgb: np.ndarray, labels: np.ndarray | None, model
         request = {"image_path": str(image_path), "model": str(model), "tta": bool(tta),
                    "gradcam": bool(gradcam), "out_dir": str(tmp / "out"),
                    "labels_path": None if labels_path is None else str(labels_path)}
-        for msg in client.stream("classify", cancel=cancel, **request):
-            if msg["kind"] == "progress":
-                yield msg["event"]
-            elif msg["kind"] == "cancelled":
-                return {"cancelled": msg.get("message", "cancelled")}
-            elif msg["kind"] == "result":
-                res = msg["result"]
-                out = {
-                    "labels": np.asarray(tifffile.imread(res["labels_path"])).astype(np.int32),
-                    "table": pd.read_csv(res["table_path"]),
-                    "heatmap": None,
-                }
-                if res.get("heatmap_path"):
-                    out["heatmap"] = np.asarray(tifffile.imread(res["heatmap_path"]), np.float32)
-                return out
-        return {"cancelled": "the worker ended the job without an answer"}
+        res = yield from client.events("classify", cancel=cancel, **request)
+        if "cancelled" in res:
+            return res
+        out = {
+            "labels": np.asarray(tifffile.imread(res["labels_path"])).astype(np.int32),
+            "table": pd.read_csv(res["table_path"]),
+            "heatmap": None,
+        }
+        if res.get("heatmap_path"):
+            out["heatmap"] = np.asarray(tifffile.imread(res["heatmap_path"]), np.float32)
+        return out
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-class ClassifyWidget(Container):
+class ClassifyWidget(JobWidget):
     """Classify the white cells of an RGB image layer as ALL (blast) or HEM (healthy)."""
 
+    task = "Classify cells"
+    failed_prefix = "Classify cells failed"
+    failed_status = "Classification failed: see the notification"
+
     def __init__(self, viewer: napari.viewer.Viewer):
-        super().__init__(labels=True)
-        self._viewer = viewer
-        self._worker = None
-        self._pbar = None
-        self._cancel = CancelToken()
+        super().__init__(viewer)
         self.result_layer = None
         self.image = create_widget(annotation="napari.layers.Image", label="image")
         self.labels = create_widget(annotation="napari.layers.Labels | None",
@@ -120,17 +107,15 @@ class ClassifyWidget(Container):
         self.tta = CheckBox(text="test-time augmentation (flips and rotations)", value=False)
         self.gradcam = CheckBox(text="Grad-CAM heatmap", value=False)
         self.run_button = PushButton(text="Classify")
-        self.cancel_button = PushButton(text="Cancel", enabled=False)
-        self.status = Label(value="")
+        self.cancel_button = PushButton(text="Cancel")
         self.summary = Label(value="")
         self.export_button = PushButton(text="Export CSV...", enabled=False)
-        for label in (self.status, self.summary, self.session_model):
-            label.native.setWordWrap(True)
+        wrap_text(self.summary, self.session_model)
+        self._controls(self.run_button, cancel=self.cancel_button)
         self.extend([self.image, self.labels, self.model_source, self.model_file,
                      self.session_model, self.tta, self.gradcam, self.run_button,
                      self.cancel_button, self.status, self.summary, self.export_button])
         self.run_button.changed.connect(self.run)
-        self.cancel_button.changed.connect(self.cancel)
         self.export_button.changed.connect(self._export_dialog)
         self.model_source.changed.connect(self._sync_model_fields)
         session.model_registered.connect(self._on_model_registered)
@@ -170,21 +155,12 @@ class ClassifyWidget(Container):
 
     # ------------------------------------------------------------------ running
     @property
-    def busy(self) -> bool:
-        """True while a classification runs."""
-        return self._worker is not None
-
-    @property
     def client(self):
         """The session's classification worker client."""
         return session.get_client("classify")
 
     def run(self) -> None:
         """Classify the chosen image in the worker process (non-blocking)."""
-        from napari.qt.threading import create_worker
-        from napari.utils import progress
-        from napari.utils.notifications import show_warning
-
         if self.busy:
             return
         image = self.image.value
@@ -193,22 +169,13 @@ class ClassifyWidget(Container):
             labels = self._labels_for(rgb)
             model = self._model_path()
         except LayerProblem as exc:
-            self.status.value = "Cannot classify: see the notification"
-            show_warning(str(exc))
+            self._refuse(exc, status="Cannot classify: see the notification")
             return
-        self.run_button.enabled = False
-        self.cancel_button.enabled = True
         self.status.value = ("Classifying..." if self.client.is_alive()
                              else "Starting the worker...")
-        self._pbar = progress(total=0, desc="Classify cells")
-        self._cancel = CancelToken()
-        worker = create_worker(
-            run_classification, self.client, rgb, labels, model, self.tta.value,
-            self.gradcam.value, self._cancel,
-            _connect={"yielded": self._on_event, "returned": lambda r: self._show(image, r),
-                      "errored": self._failed, "finished": self._done},
-        )
-        self._worker = worker
+        self._launch(run_classification, self.client, rgb, labels, model, self.tta.value,
+                     self.gradcam.value, yielded=self._on_event,
+                     returned=lambda r: self._show(image, r), progress=0, cancellable=True)
 
     def _labels_for(self, rgb: np.ndarray) -> np.ndarray | None:
         layer = self.labels.value
@@ -222,21 +189,12 @@ class ClassifyWidget(Container):
                 "'cells' empty to segment automatically.")
         return data
 
-    def cancel(self) -> None:
-        """Ask the worker to stop at its next batch (it is terminated after a grace period)."""
-        if self.busy:
-            self.status.value = "Cancelling..."
-            self.cancel_button.enabled = False
-            self._cancel.cancel()
-
     def _on_event(self, event: dict[str, Any]) -> None:
         kind = event.get("kind")
         done = event.get("done", event.get("n"))
         total = event.get("total")
-        if self._pbar is not None and total:
-            self._pbar.total = int(total)
-            self._pbar.n = int(done or 0)
-            self._pbar.refresh()
+        if total:
+            self._progress_to(done or 0, total)
         if kind == "stage":
             self.status.value = f"{str(event.get('stage', '')).capitalize()}..."
             if self._pbar is not None:
@@ -271,20 +229,6 @@ class ClassifyWidget(Container):
             self.status.value += ("; Grad-CAM found no positive evidence for the predicted "
                                   "class (the heatmap is empty)")
         self.export_button.enabled = True
-
-    def _failed(self, exc: Exception) -> None:
-        from napari.utils.notifications import show_error
-
-        self.status.value = "Classification failed: see the notification"
-        show_error(f"Classify cells failed: {exc}")
-
-    def _done(self) -> None:
-        self._worker = None
-        if self._pbar is not None:
-            self._pbar.close()
-            self._pbar = None
-        self.run_button.enabled = True
-        self.cancel_button.enabled = False
 
     # ------------------------------------------------------------------ export
     def export_csv(self, path: str | Path) -> Path:

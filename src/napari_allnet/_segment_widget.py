@@ -9,17 +9,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from magicgui.widgets import (
-    CheckBox,
-    ComboBox,
-    Container,
-    Label,
-    PushButton,
-    SpinBox,
-    create_widget,
-)
+from magicgui.widgets import CheckBox, ComboBox, PushButton, SpinBox, create_widget
 
 from napari_allnet._common import LayerProblem, default_of, layer_rgb, place_like
+from napari_allnet._job_widget import JobWidget
 
 if TYPE_CHECKING:
     import napari
@@ -49,7 +42,7 @@ def segment(rgb, method: str = "auto", min_area: float | None = None, low: float
     return {"labels": labels, "table": table, "segmented": masked}
 
 
-class SegmentWidget(Container):
+class SegmentWidget(JobWidget):
     """Segment white blood cells in an RGB image layer.
 
     Output: a Labels layer ``"<image> WBC"`` (updated in place when run again) whose
@@ -57,12 +50,14 @@ class SegmentWidget(Container):
     ``"<image> segmented (paper)"``.
     """
 
+    task = "Segment cells"
+    failed_prefix = "Segment cells failed"
+    failed_status = "Segmentation failed: see the notification"
+
     def __init__(self, viewer: napari.viewer.Viewer):
         from allnet_core.segmentation import METHODS, label_cells, segment_paper
 
-        super().__init__(labels=True)
-        self._viewer = viewer
-        self._worker = None
+        super().__init__(viewer)
         self.image = create_widget(annotation="napari.layers.Image", label="image")
         self.method = ComboBox(
             label="method", choices=list(METHODS), value=default_of(label_cells, "method", "auto"),
@@ -83,42 +78,26 @@ class SegmentWidget(Container):
                     "(scales with the image size)")
         self.add_segmented = CheckBox(text="add the paper-style segmented image", value=False)
         self.run_button = PushButton(text="Segment")
-        self.status = Label(value="")
-        self.status.native.setWordWrap(True)
+        self._controls(self.run_button)
         self.extend([self.image, self.method, self.space, self.low, self.high, self.min_area,
                      self.add_segmented, self.run_button, self.status])
         self.run_button.changed.connect(self.run)
 
-    @property
-    def busy(self) -> bool:
-        """True while a segmentation is running."""
-        return self._worker is not None
-
     def run(self) -> None:
         """Segment the chosen image in a background thread."""
-        from napari.qt.threading import create_worker
-        from napari.utils.notifications import show_warning
-
         if self.busy:
             return
         layer = self.image.value
         try:
             rgb = layer_rgb(layer, "Segment cells")
         except LayerProblem as exc:
-            self.status.value = "Cannot segment: see the notification"
-            show_warning(str(exc))
+            self._refuse(exc, status="Cannot segment: see the notification")
             return
         params = {"method": self.method.value, "min_area": self.min_area.value or None,
                   "low": self.low.value, "high": self.high.value, "space": self.space.value,
                   "segmented": self.add_segmented.value}
         self.status.value = f"Segmenting {layer.name}..."
-        self.run_button.enabled = False
-        worker = create_worker(
-            segment, rgb, **params,
-            _connect={"returned": lambda r: self._show(layer, r), "errored": self._failed,
-                      "finished": self._done},
-        )
-        self._worker = worker
+        self._launch(segment, rgb, returned=lambda r: self._show(layer, r), **params)
 
     def _show(self, layer, result: dict[str, Any]) -> None:
         from napari_allnet._common import upsert_layer
@@ -136,13 +115,3 @@ class SegmentWidget(Container):
         self.status.value = (f"{n} white cell{'s' if n != 1 else ''}"
                              + (f" ({border} touching the border)" if border else "")
                              + f" -> layer '{name}'")
-
-    def _failed(self, exc: Exception) -> None:
-        from napari.utils.notifications import show_error
-
-        self.status.value = "Segmentation failed: see the notification"
-        show_error(f"Segment cells failed: {exc}")
-
-    def _done(self) -> None:
-        self._worker = None
-        self.run_button.enabled = True

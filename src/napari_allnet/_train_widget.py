@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
-    Container,
     FileEdit,
     FloatSpinBox,
     Label,
@@ -30,8 +29,9 @@ from magicgui.widgets import (
     Table,
 )
 
-from allnet_core.progress import CancelToken
-from napari_allnet import _worker_client as session
+from allnet_core.report import TABLE_METRICS, mean_std
+from napari_allnet import _session as session
+from napari_allnet._job_widget import JobWidget, wrap_text
 
 if TYPE_CHECKING:
     import napari
@@ -41,8 +41,8 @@ __all__ = ["TRAIN_FIELDS", "TrainWidget", "metrics_table", "run_training"]
 #: The TrainConfig fields shown in the widget (others come from the chosen profile).
 TRAIN_FIELDS = ("epochs", "batch_size", "lr", "folds", "holdout", "split", "input_size",
                 "per_class", "seed")
-#: Metric columns of the Table-3-style summary, in the paper's order.
-METRICS = ("accuracy", "specificity", "recall", "f1", "precision", "mcc")
+#: Metric columns of the Table-3-style summary, in the paper's order (as in report.md).
+METRICS = tuple(key for key, _ in TABLE_METRICS)
 _LABELS = {"lr": "learning rate", "holdout": "hold-out fraction", "split": "split by",
            "per_class": "images per class", "input_size": "input size (px)",
            "batch_size": "batch size"}
@@ -83,8 +83,9 @@ def metrics_table(folds: list[dict[str, Any]], holdout: dict[str, Any] | None,
     """The Table-3-style summary as magicgui ``Table`` data (percentages).
 
     Rows: each fold, ``mean ± std`` over folds, and the hold-out score of the best fold.
+    The mean and (sample) standard deviation are :func:`allnet_core.report.mean_std`'s,
+    as in the run's ``report.md``.
     """
-    import numpy as np
 
     def pct(v):
         return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
@@ -94,17 +95,23 @@ def metrics_table(folds: list[dict[str, Any]], holdout: dict[str, Any] | None,
         rows.append([pct(m.get(k)) for k in METRICS])
         index.append(f"fold {m.get('fold', i)}")
     if folds:
-        row = []
-        for k in METRICS:
-            v = np.array([m.get(k, np.nan) for m in folds], dtype=float)
-            row.append(f"{100 * np.nanmean(v):.1f} ± {100 * np.nanstd(v):.1f}"
-                       if np.isfinite(v).any() else "")
-        rows.append(row)
+        stats = mean_std(folds)
+        rows.append([_mean_pm_std(stats[k]) for k in METRICS])
         index.append("mean ± std")
     if holdout:
         rows.append([pct(holdout.get(k)) for k in METRICS])
         index.append(f"hold-out (fold {best_fold or holdout.get('fold', '?')})")
     return {"data": rows, "index": index, "columns": list(METRICS)}
+
+
+def _mean_pm_std(stat: dict[str, float]) -> str:
+    """``"mean ± std"`` in percent; the mean alone when the std is undefined (one fold)."""
+    mean, std = stat["mean"], stat["std"]
+    if not math.isfinite(mean):
+        return ""
+    if not math.isfinite(std):
+        return f"{100 * mean:.1f}"
+    return f"{100 * mean:.1f} ± {100 * std:.1f}"
 
 
 def check_dataset_folder(data: str | Path, config) -> list[str]:
@@ -136,20 +143,16 @@ def run_training(client, data: str, out: str, config: dict[str, Any], resume: bo
     if warnings:
         yield {"kind": "warnings", "warnings": warnings}
     yield {"kind": "stage", "stage": "starting the worker"}
-    for msg in client.stream("device_info"):
-        if msg["kind"] == "result":
-            yield {"kind": "device_info", **msg["result"]}
+    info = client.call("device_info").get("result")
+    if info is not None:
+        yield {"kind": "device_info", **info}
     if cancel is not None and cancel.is_set():
         return {"cancelled": "cancelled before training started", "run_dir": str(out)}
-    for msg in client.stream("train", cancel=cancel, data=str(data), out=str(out),
-                             config=config, resume=bool(resume)):
-        if msg["kind"] == "progress":
-            yield msg["event"]
-        elif msg["kind"] == "cancelled":
-            return {"cancelled": msg.get("message", "cancelled"), "run_dir": str(out)}
-        elif msg["kind"] == "result":
-            return msg["result"]
-    return {"cancelled": "the worker ended the job without an answer", "run_dir": str(out)}
+    result = yield from client.events("train", cancel=cancel, data=str(data), out=str(out),
+                                      config=config, resume=bool(resume))
+    if "cancelled" in result:
+        result["run_dir"] = str(out)
+    return result
 
 
 def _plain_table(table: Table) -> None:
@@ -170,22 +173,17 @@ def _fit_width(table: Table) -> None:
     native.setMinimumWidth(width)
 
 
-def _wrap(*labels: Label) -> None:
-    for label in labels:
-        label.native.setWordWrap(True)
-
-
-class TrainWidget(Container):
+class TrainWidget(JobWidget):
     """Train ALLNet on a dataset folder with hold-out + k-fold cross-validation."""
+
+    task = "Train ALLNet"
+    failed_status = "Stopped: see the notification"
+    cancelling_status = "Cancelling at the next batch..."
 
     def __init__(self, viewer: napari.viewer.Viewer):
         from allnet_core.training import PROFILES, TrainConfig
 
-        super().__init__(labels=True)
-        self._viewer = viewer
-        self._worker = None
-        self._pbar = None
-        self._cancel = CancelToken()
+        super().__init__(viewer)
         self._epochs = 1
         self.result: dict[str, Any] | None = None
         self.last_epoch: tuple[int, int] | None = None  # (fold, epoch) of the last epoch_end
@@ -203,20 +201,19 @@ class TrainWidget(Container):
         self.device = Label(label="device", value="found when training starts")
         self.detect_button = PushButton(text="Detect device")
         self.start_button = PushButton(text="Start")
-        self.cancel_button = PushButton(text="Cancel", enabled=False)
-        self.status = Label(value="")
+        self.cancel_button = PushButton(text="Cancel")
+        self._controls(self.start_button, self.detect_button, cancel=self.cancel_button)
         self.live = Label(value="")
         self.summary = Table(value={"data": [], "columns": list(METRICS)}, label="summary")
         self.summary.visible = False
         _plain_table(self.summary)
-        _wrap(self.status, self.live, self.device)
+        wrap_text(self.live, self.device)
         self.open_button = PushButton(text="Open report folder", enabled=False)
         self.extend([self.data, self.out, self.profile, *self.fields.values(), self.resume,
                      self.device, self.detect_button, self.start_button, self.cancel_button,
                      self.status, self.live, self.summary, self.open_button])
         self.profile.changed.connect(self._apply_profile)
         self.start_button.changed.connect(self.start)
-        self.cancel_button.changed.connect(self.cancel)
         self.open_button.changed.connect(self.open_report_folder)
         self.detect_button.changed.connect(self.detect_device)
         self._apply_profile(self.profile.value)
@@ -241,72 +238,45 @@ class TrainWidget(Container):
         """The session's training worker client."""
         return session.get_client("train")
 
-    @property
-    def busy(self) -> bool:
-        """True while a check, device query or training runs."""
-        return self._worker is not None
-
     # ------------------------------------------------------------------ actions
     def detect_device(self) -> None:
         """Ask the worker which Keras backend and device training would use."""
-        from napari.qt.threading import create_worker
-
         if self.busy:
             return
 
         def ask(client):
-            for msg in client.stream("device_info"):
-                if msg["kind"] == "result":
-                    return msg["result"]
-            return None
+            return client.call("device_info").get("result")
 
         self.device.value = "asking the worker..."
-        self._set_running(True, cancellable=False)
-        self._worker = create_worker(ask, self.client, _connect={
-            "returned": self._show_device, "errored": self._failed, "finished": self._done})
+        self._launch(ask, self.client, returned=self._show_device)
 
     def start(self) -> None:
         """Check the dataset, then train in the worker process (non-blocking)."""
-        from napari.qt.threading import create_worker
-        from napari.utils import progress
-        from napari.utils.notifications import show_warning
-
         from allnet_core.errors import AllnetError
 
         if self.busy:
             return
         data, out = str(self.data.value), str(self.out.value)
         if not data or data == "." or not Path(data).is_dir():
-            show_warning(f"Train ALLNet: choose a dataset folder ({data!r} is not a folder)")
+            self._refuse(f"Train ALLNet: choose a dataset folder ({data!r} is not a folder)")
             return
         if not out or out == ".":
-            show_warning("Train ALLNet: choose a run folder for the results")
+            self._refuse("Train ALLNet: choose a run folder for the results")
             return
         try:
             config = self.config()
         except AllnetError as exc:
-            show_warning(f"Train ALLNet: {exc}")
+            self._refuse(f"Train ALLNet: {exc}")
             return
         self.result = None
         self.summary.visible = False
         self.open_button.enabled = False
         self._epochs = config["epochs"]
-        self._set_running(True)
         self.status.value = "Checking the dataset..."
         self.live.value = ""
-        self._pbar = progress(total=config["folds"] * config["epochs"], desc="Train ALLNet")
-        self._cancel = CancelToken()
-        self._worker = create_worker(
-            run_training, self.client, data, out, config, self.resume.value, self._cancel,
-            _connect={"yielded": self._on_event, "returned": self._finished,
-                      "errored": self._failed, "finished": self._done})
-
-    def cancel(self) -> None:
-        """Stop at the next batch; completed epochs stay in the run folder."""
-        if self.busy:
-            self.status.value = "Cancelling at the next batch..."
-            self.cancel_button.enabled = False
-            self._cancel.cancel()
+        self._launch(run_training, self.client, data, out, config, self.resume.value,
+                     yielded=self._on_event, returned=self._finished,
+                     progress=config["folds"] * config["epochs"], cancellable=True)
 
     def open_report_folder(self, *_: Any) -> bool:
         """Open the run folder in the system's file browser."""
@@ -317,11 +287,6 @@ class TrainWidget(Container):
         return QDesktopServices.openUrl(QUrl.fromLocalFile(str(Path(folder).resolve())))
 
     # ------------------------------------------------------------------ events
-    def _set_running(self, running: bool, cancellable: bool = True) -> None:
-        self.start_button.enabled = not running
-        self.detect_button.enabled = not running
-        self.cancel_button.enabled = running and cancellable
-
     def _show_device(self, info: dict[str, Any] | None) -> None:
         if not info:
             return
@@ -372,11 +337,6 @@ class TrainWidget(Container):
         elif kind == "holdout_start":
             self.status.value = f"Scoring fold {event.get('fold')}'s model on the hold-out..."
 
-    def _progress_to(self, n: int) -> None:
-        if self._pbar is not None:
-            self._pbar.n = min(int(n), self._pbar.total or int(n))
-            self._pbar.refresh()
-
     def _finished(self, result: dict[str, Any] | None) -> None:
         from napari.utils.notifications import show_info
 
@@ -401,16 +361,3 @@ class TrainWidget(Container):
         self.status.value = (f"Done. Hold-out accuracy {100 * hold.get('accuracy', math.nan):.1f}%"
                              f" (fold {result.get('best_fold')}); best model available in "
                              "'Classify cells'.")
-
-    def _failed(self, exc: Exception) -> None:
-        from napari.utils.notifications import show_error
-
-        self.status.value = "Stopped: see the notification"
-        show_error(f"Train ALLNet: {exc}")
-
-    def _done(self) -> None:
-        self._worker = None
-        if self._pbar is not None:
-            self._pbar.close()
-            self._pbar = None
-        self._set_running(False)

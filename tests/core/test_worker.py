@@ -192,10 +192,10 @@ def test_worker_module_does_not_import_keras():
 
 
 def test_client_reports_a_killed_worker(tmp_path):
-    """The plugin's client (no Qt) turns a SIGKILL into WorkerCrashed with the exit status."""
+    """The client (no Qt) turns a SIGKILL into WorkerCrashed with the exit status."""
     import signal
 
-    from napari_allnet._worker_client import WorkerClient, WorkerCrashed
+    from allnet_core.worker import WorkerClient, WorkerCrashed
 
     client = WorkerClient()
     try:

@@ -43,7 +43,7 @@ def pytest_sessionfinish(session, exitstatus):
 def _stop_workers():
     """Stop the plugin's worker processes at the end of the session."""
     yield
-    from napari_allnet._worker_client import shutdown_clients
+    from napari_allnet._session import shutdown_clients
 
     shutdown_clients()
 

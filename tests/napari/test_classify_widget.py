@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from napari.utils.colormaps.standardize_color import transform_color
 
-from napari_allnet import _worker_client as session
+from napari_allnet import _session as session
 from napari_allnet._classify_widget import MODEL_FILE, SESSION_MODEL
 from napari_allnet._colors import ALL_COLOR, HEM_COLOR
 

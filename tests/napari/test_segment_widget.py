@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 
 import numpy as np
+import pytest
 
 
 def _segment_widget(viewer):
@@ -12,12 +13,19 @@ def _segment_widget(viewer):
     return widget
 
 
-def test_segment_real_bccd_field(make_napari_viewer, qtbot, bccd_sample):
+@pytest.fixture
+def bccd_in_viewer(make_napari_viewer, bccd_sample):
+    """A viewer showing the BCCD field, and the "Segment cells" widget set to it."""
     viewer = make_napari_viewer()
     data, kwargs, _ = bccd_sample
     image = viewer.add_image(data, **kwargs)
     widget = _segment_widget(viewer)
     widget.image.value = image
+    return viewer, data, image, widget
+
+
+def test_segment_real_bccd_field(bccd_in_viewer, qtbot):
+    viewer, data, image, widget = bccd_in_viewer
     widget.add_segmented.value = True
     widget.run_button.native.click()
     assert widget.busy  # runs in a thread: the call returns at once
@@ -62,14 +70,10 @@ def test_no_image_gives_a_notification(make_napari_viewer, notifications):
     assert "no image layer" in notifications[0][1]
 
 
-def test_paper_method_with_segmented_image(make_napari_viewer, qtbot, bccd_sample):
+def test_paper_method_with_segmented_image(bccd_in_viewer, qtbot):
     from allnet_core.segmentation import label_cells, segment_paper
 
-    viewer = make_napari_viewer()
-    data, kwargs, _ = bccd_sample
-    image = viewer.add_image(data, **kwargs)
-    widget = _segment_widget(viewer)
-    widget.image.value = image
+    viewer, data, image, widget = bccd_in_viewer
     widget.method.value = "paper"
     widget.low.value = 60
     widget.add_segmented.value = True

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from napari_allnet import _worker_client as session
+from napari_allnet import _session as session
 from napari_allnet._train_widget import METRICS, TRAIN_FIELDS
 
 TIMEOUT = 300_000
@@ -132,3 +132,30 @@ def test_train_cancel_resume_and_hand_model_to_classify(train_widget, qtbot, tmp
     assert widget.open_button.enabled
     widget.open_button.native.click()
     assert opened == [str(run.resolve())]
+
+
+def test_summary_mean_std_is_the_reports(train_widget):
+    """The widget's "mean ± std" row holds report.md's numbers: the sample std (ddof=1)."""
+    from allnet_core.report import mean_std
+    from napari_allnet._train_widget import metrics_table
+
+    folds = [dict(zip(METRICS, values, strict=True), fold=i) for i, values in enumerate([
+        (0.9, 0.85, 0.95, 0.9, 0.88, 0.8),
+        (0.8, 0.75, 0.85, 0.8, 0.78, 0.6),
+        (0.7, 0.65, 0.75, 0.7, 0.68, 0.4)], 1)]
+    holdout = dict(zip(METRICS, (0.85, 0.8, 0.9, 0.85, 0.83, 0.7), strict=True), fold=1)
+    _, widget = train_widget
+    widget._finished({"folds": folds, "holdout": holdout, "best_fold": 1, "run_dir": "run"})
+    summary = widget.summary.to_dataframe()
+    assert list(summary.index) == ["fold 1", "fold 2", "fold 3", "mean ± std",
+                                   "hold-out (fold 1)"]
+    stats = mean_std(folds)
+    row = summary.loc["mean ± std"]
+    for key in METRICS:
+        assert row[key] == f"{100 * stats[key]['mean']:.1f} ± {100 * stats[key]['std']:.1f}"
+    assert row["accuracy"] == "80.0 ± 10.0"  # ddof=0 would give 8.2
+    assert row["mcc"] == "60.0 ± 20.0"
+    # one fold: the sample std is undefined, so only the mean is shown (as in report.md)
+    one = metrics_table(folds[:1], None)
+    assert one["index"] == ["fold 1", "mean ± std"]
+    assert one["data"][1] == [f"{100 * folds[0][k]:.1f}" for k in METRICS]

@@ -1,51 +1,38 @@
-"""Talk to the deep-learning worker process (:mod:`allnet_core.worker`) from napari.
+"""Talk to the deep-learning worker process (``python -m allnet_core.worker``).
 
-Keras/TensorFlow never load into napari's process (they crash next to a Qt OpenGL
-context on Linux with Mesa, tensorflow issue 109933). :class:`WorkerClient` starts
-``python -m allnet_core.worker`` with the same interpreter, sends it JSON-line requests and
-streams its JSON-line messages back. It knows nothing of Qt: the widgets iterate
-:meth:`WorkerClient.stream` inside a napari ``thread_worker``.
-
-A session keeps one client per role ("classify", "train"), see :func:`get_client`, so a
-second classification reuses the warm worker and does not pay the framework's start-up
-again. :func:`register_model` / :func:`last_model` form the small session registry through
-which "Train ALLNet" hands its best model to "Classify cells".
+Keras/TensorFlow never load into a GUI's process (they crash next to a Qt OpenGL context
+on Linux with Mesa, tensorflow issue 109933). :class:`WorkerClient` starts
+``python -m allnet_core.worker`` with the same interpreter, sends it JSON-line requests
+(:mod:`allnet_core.worker.protocol`) and streams its JSON-line messages back. It knows
+nothing of Qt: the napari widgets iterate :meth:`WorkerClient.stream` inside a napari
+``thread_worker``.
 """
 
 from __future__ import annotations
 
-import atexit
 import collections
 import itertools
-import json
 import os
 import queue
 import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Generator, Iterator
 from typing import Any
-
-from psygnal import SignalInstance
 
 from allnet_core.errors import AllnetError
 from allnet_core.progress import CancelLike
+from allnet_core.worker.protocol import (
+    TERMINAL_KINDS,
+    WORKER_MODULE,
+    decode_message,
+    encode_request,
+)
 
-__all__ = [
-    "WorkerClient",
-    "WorkerCrashed",
-    "WorkerError",
-    "get_client",
-    "last_model",
-    "model_registered",
-    "register_model",
-    "shutdown_clients",
-]
+__all__ = ["WorkerClient", "WorkerCrashed", "WorkerError"]
 
 _EOF = object()
-_TERMINAL = ("result", "error", "cancelled")
 
 
 class WorkerError(AllnetError):
@@ -126,7 +113,7 @@ class WorkerClient:
             env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
             env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
             self._proc = subprocess.Popen(
-                [self.python, "-u", "-m", "allnet_core.worker"],
+                [self.python, "-u", "-m", WORKER_MODULE],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 text=True, encoding="utf-8", errors="replace", bufsize=1, env=env,
                 start_new_session=True,  # Ctrl-C in a terminal does not hit the worker
@@ -143,7 +130,7 @@ class WorkerClient:
             if not line:
                 continue
             try:
-                messages.put(json.loads(line))
+                messages.put(decode_message(line))
             except ValueError:  # not a protocol line: keep it for crash reports
                 self._stderr.append(line)
         messages.put(_EOF)
@@ -160,7 +147,7 @@ class WorkerClient:
         """Write one request line to the worker (starting it if needed)."""
         self.start()
         try:
-            self._proc.stdin.write(json.dumps(message) + "\n")
+            self._proc.stdin.write(encode_request(message) + "\n")
             self._proc.stdin.flush()
         except (BrokenPipeError, OSError, ValueError):
             pass  # the process is gone; stream() reports it from the exit code
@@ -240,7 +227,7 @@ class WorkerClient:
                     raise WorkerError(msg.get("message", "unknown error"),
                                       msg.get("error_type", ""), msg.get("traceback", ""))
                 yield msg
-                if msg["kind"] in _TERMINAL:
+                if msg["kind"] in TERMINAL_KINDS:
                     return
         finally:
             with self._lock:
@@ -248,6 +235,24 @@ class WorkerClient:
                 if self._grace_timer is not None:
                     self._grace_timer.cancel()
                     self._grace_timer = None
+
+    def events(self, op: str, cancel: CancelLike | None = None,
+               **fields: Any) -> Generator[dict[str, Any], None, dict[str, Any]]:
+        """Run one job as a generator of its progress events; return its outcome.
+
+        Yields each progress event (a dict with ``"kind"``, see :mod:`allnet_core.progress`)
+        and returns the job's ``result`` dict, or ``{"cancelled": message}`` when it was
+        cancelled. Errors are raised as by :meth:`stream`. Meant for
+        ``outcome = yield from client.events(...)`` in a GUI's background thread.
+        """
+        for msg in self.stream(op, cancel=cancel, **fields):
+            if msg["kind"] == "progress":
+                yield msg["event"]
+            elif msg["kind"] == "cancelled":
+                return {"cancelled": msg.get("message", "cancelled")}
+            elif msg["kind"] == "result":
+                return msg["result"]
+        return {"cancelled": "the worker ended the job without an answer"}
 
     def ping(self, timeout: float = 60.0) -> dict[str, Any]:
         """Check that the worker answers (starting it if needed); returns its pong.
@@ -331,47 +336,3 @@ def _describe_exit(code: int | None) -> str:
         except ValueError:
             return f"killed by signal {-code}"
     return f"exit code {code}"
-
-
-# ---------------------------------------------------------------------- session state
-_clients: dict[str, WorkerClient] = {}
-_models: list[str] = []
-
-
-def get_client(role: str = "classify") -> WorkerClient:
-    """The session's worker client for ``role`` ("classify" or "train"), created lazily.
-
-    Classification and training use separate workers so that one can run while the
-    other is busy.
-    """
-    if role not in _clients:
-        _clients[role] = WorkerClient()
-    return _clients[role]
-
-
-def shutdown_clients() -> None:
-    """Stop every worker of this session (called at interpreter exit)."""
-    for client in list(_clients.values()):
-        client.close()
-    _clients.clear()
-
-
-atexit.register(shutdown_clients)
-
-
-def register_model(path: str | os.PathLike) -> None:
-    """Make a trained model available to "Classify cells" as the session's last model."""
-    path = str(Path(path))
-    if path in _models:
-        _models.remove(path)
-    _models.append(path)
-    model_registered.emit(path)
-
-
-def last_model() -> str | None:
-    """The last model registered in this session (by a training run), or None."""
-    return _models[-1] if _models else None
-
-
-#: Emitted with the model path whenever :func:`register_model` is called.
-model_registered = SignalInstance((str,), name="model_registered")

@@ -1,0 +1,164 @@
+"""The worker process: the request loop behind ``python -m allnet_core.worker``.
+
+:class:`Worker` reads requests (see :mod:`allnet_core.worker.protocol`) on one thread and
+runs jobs (:mod:`allnet_core.worker.jobs`) one at a time on the main thread, so ``ping``
+and ``cancel`` are answered while a job runs.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import sys
+import threading
+import traceback
+from typing import IO, Any
+
+from allnet_core import __version__
+from allnet_core.errors import AllnetError, CancelledError
+from allnet_core.progress import CancelToken
+from allnet_core.worker import jobs
+from allnet_core.worker.protocol import (
+    CONTROL_OPS,
+    JOB_OPS,
+    decode_request,
+    encode_message,
+)
+
+__all__ = ["Worker", "main"]
+
+
+class Worker:
+    """The request loop of the worker process.
+
+    Parameters
+    ----------
+    inp : text stream
+        Where requests arrive, one JSON object per line.
+    out : text stream
+        Where messages go, one JSON object per line (flushed after each line).
+    """
+
+    def __init__(self, inp: IO[str], out: IO[str]):
+        self._inp = inp
+        self._out = out
+        self._out_lock = threading.Lock()
+        self._jobs: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._state_lock = threading.Lock()
+        self._current: tuple[Any, CancelToken] | None = None
+        self._stopping = threading.Event()
+        self._cancelled_ids: set[Any] = set()
+        self._handlers: dict[str, jobs.Handler] = jobs.handlers()
+
+    # ------------------------------------------------------------------ messages
+    def send(self, kind: str, **fields: Any) -> None:
+        """Write one message line ``{"kind": kind, **fields}``."""
+        line = encode_message(kind, **fields)
+        with self._out_lock:
+            self._out.write(line + "\n")
+            self._out.flush()
+
+    # ------------------------------------------------------------------ loop
+    def run(self) -> int:
+        """Serve requests until ``shutdown`` or end of input; return the exit code."""
+        self.send("ready", pid=os.getpid(), version=__version__)
+        reader = threading.Thread(target=self._read_requests, name="allnet-worker-stdin",
+                                  daemon=True)
+        reader.start()
+        while True:
+            request = self._jobs.get()
+            if request is None:
+                return 0
+            if self._stopping.is_set():  # shutting down: drop jobs still queued
+                self.send("cancelled", id=request.get("id"), op=request["op"],
+                          message="the worker is shutting down")
+                continue
+            self._run_job(request)
+
+    def _read_requests(self) -> None:
+        for line in self._inp:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                request = decode_request(line)
+            except ValueError as exc:
+                self.send("error", id=None, op=None, error_type="ProtocolError",
+                          message=f"bad request {line[:200]!r}: {exc}")
+                continue
+            op = request.get("op")
+            rid = request.get("id")
+            if op == "ping":
+                self.send("pong", id=rid, busy=self._current is not None, pid=os.getpid())
+            elif op == "cancel":
+                self._cancel(rid)
+            elif op == "shutdown":
+                break
+            elif op in JOB_OPS:
+                self._jobs.put(request)
+            else:
+                known = ", ".join(JOB_OPS + CONTROL_OPS)
+                self.send("error", id=rid, op=op, error_type="ProtocolError",
+                          message=f"unknown op {op!r}; known ops: {known}")
+        # shutdown or end of input (the parent went away): stop what runs, then exit
+        self._stopping.set()
+        self._cancel_current()
+        self._jobs.put(None)
+
+    def _cancel_current(self) -> None:
+        with self._state_lock:
+            if self._current is not None:
+                self._current[1].cancel()
+
+    def _cancel(self, rid: Any = None) -> None:
+        """Cancel job ``rid`` (running or still queued), or the running job if no id."""
+        with self._state_lock:
+            if rid is not None and (self._current is None or self._current[0] != rid):
+                self._cancelled_ids.add(rid)  # not started yet: cancel it when it starts
+                return
+        self._cancel_current()
+
+    def _run_job(self, request: dict[str, Any]) -> None:
+        rid, op = request.get("id"), request["op"]
+        token = CancelToken()
+        with self._state_lock:
+            self._current = (rid, token)
+            if self._stopping.is_set() or rid in self._cancelled_ids:
+                self._cancelled_ids.discard(rid)
+                token.cancel()
+
+        def progress(event: dict[str, Any]) -> None:
+            self.send("progress", id=rid, event=event)
+
+        try:
+            result = self._handlers[op](request, progress, token)
+        except CancelledError as exc:
+            self.send("cancelled", id=rid, op=op, message=str(exc))
+        except AllnetError as exc:
+            self.send("error", id=rid, op=op, error_type=type(exc).__name__, message=str(exc))
+        except Exception as exc:  # report, keep serving: one bad job must not kill the worker
+            self.send("error", id=rid, op=op, error_type=type(exc).__name__,
+                      message=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
+        else:
+            self.send("result", id=rid, op=op, result=result)
+        finally:
+            with self._state_lock:
+                self._current = None
+
+
+def _protocol_stdout() -> IO[str]:
+    """Keep the real stdout for protocol lines; send everything else written to fd 1 to
+    stderr (prints, TensorFlow's C++ logs, Keras progress bars)."""
+    sys.stdout.flush()
+    proto_fd = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return os.fdopen(proto_fd, "w", encoding="utf-8", buffering=1)
+
+
+def main() -> int:
+    """Entry point of ``python -m allnet_core.worker``."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    out = _protocol_stdout()
+    inp = open(sys.stdin.fileno(), encoding="utf-8", closefd=False)  # noqa: SIM115
+    return Worker(inp, out).run()
