@@ -131,19 +131,19 @@ class Worker:
             self.send("progress", id=rid, event=event)
 
         try:
-            result = self._handlers[op](request, progress, token)
+            reply = ("result", {"result": self._handlers[op](request, progress, token)})
         except CancelledError as exc:
-            self.send("cancelled", id=rid, op=op, message=str(exc))
+            reply = ("cancelled", {"message": str(exc)})
         except AllnetError as exc:
-            self.send("error", id=rid, op=op, error_type=type(exc).__name__, message=str(exc))
+            reply = ("error", {"error_type": type(exc).__name__, "message": str(exc)})
         except Exception as exc:  # report, keep serving: one bad job must not kill the worker
-            self.send("error", id=rid, op=op, error_type=type(exc).__name__,
-                      message=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
-        else:
-            self.send("result", id=rid, op=op, result=result)
-        finally:
-            with self._state_lock:
-                self._current = None
+            reply = ("error", {"error_type": type(exc).__name__,
+                               "message": f"{type(exc).__name__}: {exc}",
+                               "traceback": traceback.format_exc()})
+        # Idle before the reply goes out: a ping answered after it never says "busy".
+        with self._state_lock:
+            self._current = None
+        self.send(reply[0], id=rid, op=op, **reply[1])
 
 
 def _protocol_stdout() -> IO[str]:
