@@ -64,14 +64,21 @@ def _fold_of(path: Path, root: Path) -> str:
     return ""
 
 
+def _read_csv(csv: Path, what: str, problems: list[Problem]) -> pd.DataFrame | None:
+    """Read a side CSV as text; record an error naming ``what`` and return None if unreadable."""
+    try:
+        return pd.read_csv(csv, dtype=str)
+    except Exception as exc:
+        problems.append(Problem("error", f"cannot read {what} ({exc})", str(csv)))
+        return None
+
+
 def _read_subjects_csv(root: Path, problems: list[Problem]) -> dict[str, str]:
     csv = root / "subjects.csv"
     if not csv.is_file():
         return {}
-    try:
-        table = pd.read_csv(csv, dtype=str)
-    except Exception as exc:
-        problems.append(Problem("error", f"cannot read subjects.csv ({exc})", str(csv)))
+    table = _read_csv(csv, "subjects.csv", problems)
+    if table is None:
         return {}
     missing = {"file", "subject"} - set(table.columns)
     if missing:
@@ -90,10 +97,8 @@ def _read_prelim_labels(folder: Path, problems: list[Problem]) -> dict[str, tupl
     if not candidates:
         return {}
     csv = candidates[0]
-    try:
-        table = pd.read_csv(csv, dtype=str)
-    except Exception as exc:
-        problems.append(Problem("error", f"cannot read labels CSV ({exc})", str(csv)))
+    table = _read_csv(csv, "labels CSV", problems)
+    if table is None:
         return {}
     cols = {c.lower(): c for c in table.columns}
     if not {"new_names", "labels"} <= set(cols):
