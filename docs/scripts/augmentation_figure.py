@@ -68,14 +68,14 @@ def kinds_figure(cell: np.ndarray, title: str, out: Path) -> None:
 def random_figure(cell: np.ndarray, out: Path, seed: int = 0) -> None:
     import matplotlib.pyplot as plt
 
-    from allnet_core.augment import Augmenter
+    from allnet_core.augment import Augmenter, apply_params
 
     aug = Augmenter()
     rng = np.random.default_rng(seed)
     fig, axes = plt.subplots(2, 4, figsize=(12, 7.8), dpi=100, layout="constrained")
     for ax in axes.ravel():
         params = aug.sample_params(rng)
-        ax.imshow(aug.apply(cell, params))
+        ax.imshow(apply_params(cell, params))
         text = []
         if "flip_axis" in params:
             text.append("flip " + ("vertical" if params["flip_axis"] == 0 else "horizontal"))

@@ -22,7 +22,8 @@ What one sample goes through
    (see :func:`allnet_core.augment.balance_plan`), or, without a plan, parameters drawn by
    ``augmenter`` from a generator seeded by ``(seed, epoch, sample)``, or nothing
    (validation and hold-out feeds);
-3. :func:`resize_for_model` to ``input_size`` (float32, 0-255, as ALLNet expects).
+3. :func:`~allnet_core.preprocess.resize_for_model` to ``input_size`` (float32, 0-255, as
+   ALLNet expects; shared with inference and re-exported here).
 
 Order: samples are shuffled once per epoch under ``seed`` (``on_epoch_begin`` moves to the
 next epoch from the second epoch on; :meth:`FeedCore.set_epoch` jumps to one, e.g. when a
@@ -44,67 +45,17 @@ from typing import Any
 import numpy as np
 
 from allnet_core.augment import Augmenter, apply_params, parse_params
+from allnet_core.classes import CLASS_NAMES
 from allnet_core.errors import ConfigError, DatasetError, ImageReadError
+from allnet_core.preprocess import resize_for_model
+from allnet_core.validation import check_rgb
 
 # TrainingFeed is created on first access (module __getattr__), so Keras loads only then.
 __all__ = ["DEFAULT_CLASS_NAMES", "FeedCore", "TrainingFeed", "make_feed", "resize_for_model"]  # noqa: F822
 
-#: Class order of the one-hot labels (index 1 = ALL), as ALLNet's output.
-DEFAULT_CLASS_NAMES = ("HEM", "ALL")
-
-
-def resize_for_model(image: np.ndarray, size: int) -> np.ndarray:
-    """Turn a cell image into the model's input: ``(size, size, 3)`` float32 in 0-255.
-
-    A non-square image is first padded with black to a centred square (cells sit on black,
-    so the aspect ratio is kept). Shrinking uses area averaging
-    (:func:`skimage.transform.resize_local_mean`: every output pixel is the mean of the
-    input area it covers, so no aliasing); enlarging uses bilinear interpolation
-    (:func:`skimage.transform.resize`, ``order=1``). An image already of the right size is
-    only converted to float32. Inference uses the same function, so training and
-    classification see identical pixels.
-
-    Parameters
-    ----------
-    image : (H, W, 3) ndarray
-        ``uint8`` (or float in 0-255) RGB image.
-    size : int
-        Side length of the model's input.
-
-    Returns
-    -------
-    (size, size, 3) float32 ndarray
-
-    Examples
-    --------
-    >>> x = resize_for_model(np.full((450, 300, 3), 200, np.uint8), 150)
-    >>> x.shape, x.dtype.name, float(x[75, 75, 0]), float(x[75, 0, 0])
-    ((150, 150, 3), 'float32', 200.0, 0.0)
-    """
-    from skimage.transform import resize, resize_local_mean
-
-    a = np.asarray(image)
-    if a.ndim != 3 or a.shape[-1] != 3 or a.shape[0] == 0 or a.shape[1] == 0:
-        raise ImageReadError("<array>", f"expected an HxWx3 RGB image, got shape {a.shape}")
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
-        raise ConfigError(f"input size must be a positive integer, got {size!r}")
-    h, w = a.shape[:2]
-    if h != w:
-        side = max(h, w)
-        square = np.zeros((side, side, 3), dtype=a.dtype)
-        top, left = (side - h) // 2, (side - w) // 2
-        square[top:top + h, left:left + w] = a
-        a = square
-    side = a.shape[0]
-    if side == size:
-        return a.astype(np.float32)
-    if side > size:
-        out = resize_local_mean(a, (size, size), grid_mode=True, preserve_range=True,
-                                channel_axis=-1)
-    else:
-        out = resize(a, (size, size), order=1, mode="edge", anti_aliasing=False,
-                     preserve_range=True)
-    return out.astype(np.float32)
+#: Class order of the one-hot labels (index 1 = ALL), as ALLNet's output: an alias of
+#: :data:`allnet_core.classes.CLASS_NAMES`.
+DEFAULT_CLASS_NAMES = CLASS_NAMES
 
 
 def _default_workers() -> int:
@@ -127,18 +78,19 @@ class FeedCore:
     labels : sequence
         Class of each file: names from ``class_names`` (e.g. ``"ALL"``) or class indices.
     plan : pandas.DataFrame, optional
-        From :func:`~allnet_core.augment.balance_plan` (or :func:`~allnet_core.augment.
-        read_plan`): one row per sample, ``index`` into ``paths`` and ``params``. Without
-        a plan every file is one sample.
+        From :func:`~allnet_core.augment.balance_plan` (or such a plan saved as CSV and
+        read back with ``pandas.read_csv(path, keep_default_na=False)``): one row per
+        sample, ``index`` into ``paths`` and ``params``. Without a plan every file is one
+        sample.
     batch_size : int
         Samples per batch (the paper: 16). The last batch may be smaller.
     input_size : int
         Side length of the model input; images are resized with :func:`resize_for_model`.
     augmenter : Augmenter, optional
         Without a plan: draws fresh parameters for every sample and epoch (on-the-fly
-        augmentation). With a plan: its :meth:`~allnet_core.augment.Augmenter.apply`
-        replays the plan's parameters. None and no plan: no augmentation (validation and
-        hold-out feeds).
+        augmentation). With a plan it is not used: the plan's parameters are replayed
+        with :func:`~allnet_core.augment.apply_params`. None and no plan: no augmentation
+        (validation and hold-out feeds).
     shuffle : bool
         Shuffle the samples once per epoch under ``seed``.
     seed : int
@@ -176,7 +128,7 @@ class FeedCore:
         self.class_names = tuple(str(c) for c in class_names)
         if len(self.class_names) < 2 or len(set(self.class_names)) != len(self.class_names):
             raise ConfigError(f"class_names must be 2+ distinct names, got {class_names!r}")
-        if augmenter is not None and not hasattr(augmenter, "apply"):
+        if augmenter is not None and not hasattr(augmenter, "sample_params"):
             raise ConfigError(f"augmenter must be an Augmenter, got {augmenter!r}")
         self.augmenter = augmenter
         self.shuffle = bool(shuffle)
@@ -295,10 +247,7 @@ class FeedCore:
         path = self.paths[row]
         from allnet_core.io import read_rgb
 
-        image = read_rgb(path)
-        if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
-            raise ImageReadError(path, f"expected an HxWx3 uint8 RGB image after reading, got "
-                                       f"shape {image.shape} and dtype {image.dtype}")
+        image = check_rgb(read_rgb(path), path, alpha=False)
         if self.cache_bytes and self._cache_used + image.nbytes <= self.cache_bytes:
             with self._lock:
                 if row not in self._cache and self._cache_used + image.nbytes <= self.cache_bytes:
@@ -317,9 +266,8 @@ class FeedCore:
             rng = np.random.default_rng([self.seed, self.epoch, sample])
             params = self.augmenter.sample_params(rng)
         if params:
-            applier = self.augmenter.apply if self.augmenter is not None else apply_params
             try:
-                image = applier(image, params)
+                image = apply_params(image, params)
             except ImageReadError as exc:
                 raise ImageReadError(self.paths[row], exc.problem) from exc
         return image

@@ -6,12 +6,13 @@ import math
 import pickle
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from allnet_core.augment import Augmenter, apply_params, balance_plan, read_plan, write_plan
+from allnet_core.augment import Augmenter, apply_params, balance_plan
 from allnet_core.errors import ConfigError, DatasetError, ImageReadError
 from allnet_core.feed import FeedCore, make_feed, resize_for_model
-from allnet_core.io import read_rgb, write_image
+from allnet_core.io import read_rgb, write_csv, write_image
 from allnet_core.synthetic import synth_cell
 
 SIZE = 48  # model input size in these tests
@@ -104,8 +105,8 @@ def test_validation_feed_is_untouched_and_in_order(files):
 def test_plan_replays_exactly(files, tmp_path):
     paths, labels = files
     plan = balance_plan(labels, per_class=10, seed=2)
-    write_plan(tmp_path / "plan.csv", plan)
-    for p in (plan, read_plan(tmp_path / "plan.csv")):
+    write_csv(tmp_path / "plan.csv", plan)  # as allnet train saves fold_<k>/plan.csv
+    for p in (plan, pd.read_csv(tmp_path / "plan.csv", keep_default_na=False)):
         feed = make_feed(paths, labels, plan=p, batch_size=4, input_size=64, workers=1,
                          shuffle=True, seed=5)
         assert feed.num_samples == 20 and len(feed) == 5

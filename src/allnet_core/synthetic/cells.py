@@ -1,11 +1,8 @@
-"""Synthetic single cells and blood-smear fields for demos, tests and napari sample data.
+"""Synthetic C-NMC-like single cells: :func:`synth_cell`, :func:`synth_cells`.
 
-Everything here is deterministic under a seed: the same arguments give the same bytes.
-
-Single cells imitate the C-NMC 2019 images: 450x450 RGB, an exactly black background, one
-stained lymphocyte-like cell with a purple nucleus inside a paler cytoplasm. Blasts (ALL)
-and healthy cells (HEM) differ the way real ones tend to, and overlap enough that no
-classifier can be perfect:
+450x450 RGB, an exactly black background, one stained lymphocyte-like cell with a purple
+nucleus inside a paler cytoplasm. Blasts (ALL) and healthy cells (HEM) differ the way real
+ones tend to, and overlap enough that no classifier can be perfect:
 
 * each cell draws a latent "blastness" ``z`` from ``N(+1.75, 1)`` (ALL) or ``N(-1.75, 1)``
   (HEM), so the best possible accuracy is about ``Phi(1.75)`` = 96 %;
@@ -13,30 +10,22 @@ classifier can be perfect:
   nucleus-to-cytoplasm ratio, the chromatin texture (coarse and clumped for HEM, fine for
   ALL) and the number of nucleoli (mostly ALL);
 * each subject (patient or healthy donor) has its own stain tint, brightness and
-  magnification, shared by all its cells, so that splitting by subject matters.
+  magnification (:class:`SubjectStyle`), shared by all its cells, so that splitting by
+  subject matters.
 
-Smear fields imitate BCCD: a pale pink background crowded with red cells (with central
-pallor), a few white cells (some touching each other or the border) and platelets. Each
-field comes with its ground-truth WBC instance mask and the class of every WBC.
+The renderer (``_render_cell``) also draws the white cells of :mod:`.smears`.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from scipy import ndimage as ndi
 
-__all__ = [
-    "SubjectStyle",
-    "make_subject_style",
-    "synth_cell",
-    "synth_cells",
-    "synth_smear",
-    "write_cnmc_dataset",
-]
+from allnet_core.classes import CLASS_NAMES, NEGATIVE_CLASS, POSITIVE_CLASS
+
+__all__ = ["SubjectStyle", "make_subject_style", "synth_cell", "synth_cells"]
 
 _CLASS_SHIFT = 1.75  # latent class separation: Bayes accuracy = Phi(1.75) ~ 0.96
 
@@ -81,7 +70,7 @@ def make_subject_style(rng: np.random.Generator, strength: float = 1.0) -> Subje
 
 def _check_label(label: str) -> str:
     up = str(label).upper()
-    if up not in ("ALL", "HEM"):
+    if up not in CLASS_NAMES:
         raise ValueError(f"label must be 'ALL' or 'HEM', got {label!r}")
     return up
 
@@ -254,7 +243,7 @@ def synth_cells(
     """
     rng = np.random.default_rng(seed)
     images, labels, subjects = [], [], []
-    for label, prefix in (("HEM", "h"), ("ALL", "")):
+    for label, prefix in ((NEGATIVE_CLASS, "h"), (POSITIVE_CLASS, "")):
         styles = [make_subject_style(rng, style_strength) for _ in range(n_subjects)]
         for i in range(n_per_class):
             s = i % n_subjects
@@ -264,181 +253,3 @@ def synth_cells(
     if not images:
         return np.zeros((0, size, size, 3), np.uint8), np.array([], str), np.array([], str)
     return np.stack(images), np.array(labels), np.array(subjects)
-
-
-def write_cnmc_dataset(
-    out: str | os.PathLike,
-    subjects: int = 8,
-    cells_per_subject: int = 20,
-    seed: int = 0,
-    size: int = 450,
-    folds: int = 3,
-    style_strength: float = 1.0,
-) -> Path:
-    """Write a synthetic dataset in the C-NMC 2019 layout.
-
-    Files go to ``out/C-NMC_Leukemia/training_data/fold_<k>/{all,hem}/``
-    ``UID_<subject>_<image>_<cell>_{all,hem}.bmp``. Half of the subjects are patients
-    (ids ``1, 2, ...``, all cells ALL), half healthy donors (ids ``H1, H2, ...``, all cells
-    HEM), as in the real release; subjects are dealt to folds round-robin.
-
-    Parameters
-    ----------
-    out : path-like
-        Output folder (created).
-    subjects : int
-        Number of subjects (at least 2: one per class).
-    cells_per_subject : int
-        Cells written for each subject.
-    seed : int
-        Seed; same arguments give the same bytes.
-    size : int
-        Image size (450 like C-NMC; smaller for quick demos).
-    folds : int
-        Number of ``fold_<k>`` folders.
-    style_strength : float
-        Spread of the per-subject stain shift.
-
-    Returns
-    -------
-    pathlib.Path
-        ``out``.
-    """
-    from allnet_core.io import write_image
-
-    if subjects < 2:
-        raise ValueError(f"subjects must be at least 2 (one per class), got {subjects}")
-    if cells_per_subject < 1:
-        raise ValueError(f"cells_per_subject must be at least 1, got {cells_per_subject}")
-    if folds < 1:
-        raise ValueError(f"folds must be at least 1, got {folds}")
-    out = Path(out)
-    root = out / "C-NMC_Leukemia" / "training_data"
-    n_all = (subjects + 1) // 2
-    ids = [(str(i + 1), "ALL") for i in range(n_all)]
-    ids += [(f"H{i + 1}", "HEM") for i in range(subjects - n_all)]
-    seq = np.random.SeedSequence(seed)
-    for k, ((sid, label), child) in enumerate(zip(ids, seq.spawn(len(ids)), strict=True)):
-        rng = np.random.default_rng(child)
-        style = make_subject_style(rng, style_strength)
-        folder = root / f"fold_{k % folds}" / label.lower()
-        folder.mkdir(parents=True, exist_ok=True)
-        for c in range(cells_per_subject):
-            image_no, cell_no = c // 3 + 1, c % 3 + 1
-            img = synth_cell(label, rng, size=size, style=style)
-            write_image(folder / f"UID_{sid}_{image_no}_{cell_no}_{label.lower()}.bmp", img)
-    return out
-
-
-# --------------------------------------------------------------------------- smears
-
-
-def synth_smear(
-    seed: int = 0,
-    shape: tuple[int, int] = (480, 640),
-    n_wbc: int = 4,
-    rbc_density: float = 0.55,
-    n_platelets: int = 8,
-    touching_pair: bool = True,
-    border_cell: bool = True,
-) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
-    """A BCCD-like blood-smear field with ground truth.
-
-    Parameters
-    ----------
-    seed : int
-        Seed; same arguments give the same bytes.
-    shape : (int, int)
-        Field size (BCCD fields are 480x640).
-    n_wbc : int
-        Number of white cells.
-    rbc_density : float
-        Approximate fraction of the field covered by red cells.
-    n_platelets : int
-        Number of platelets.
-    touching_pair : bool
-        Place the first two WBCs so that they touch.
-    border_cell : bool
-        Place the last WBC so that the image border cuts it.
-
-    Returns
-    -------
-    rgb : numpy.ndarray
-        ``uint8`` ``(H, W, 3)`` field.
-    labels : numpy.ndarray
-        ``int32`` WBC instance mask (0 background, 1..n_wbc cells).
-    classes : dict
-        ``{label: "ALL" | "HEM"}`` for every WBC.
-    """
-    rng = np.random.default_rng(seed)
-    h, w = (int(v) for v in shape)
-    scale = min(h, w) / 480.0
-    img = np.empty((h, w, 3), np.float32)
-    img[:] = np.array([232, 216, 214], np.float32)
-    img += 4.0 * _texture((h, w), 20 * scale, rng)[..., None]
-
-    # Red cells: pink discs with pale centres, placed by rejection on overlap.
-    r_rbc = 28 * scale
-    n_rbc = int(rbc_density * h * w / (np.pi * r_rbc**2))
-    yy, xx = np.ogrid[:h, :w]
-    occupied = np.zeros((h, w), bool)
-    for _ in range(n_rbc * 3):
-        if n_rbc <= 0:
-            break
-        cy, cx = rng.uniform(-r_rbc, h + r_rbc), rng.uniform(-r_rbc, w + r_rbc)
-        r = r_rbc * rng.uniform(0.85, 1.15)
-        disc = (yy - cy) ** 2 + (xx - cx) ** 2 < r**2
-        if (disc & occupied).sum() > 0.15 * disc.sum():
-            continue
-        d = np.sqrt((yy - cy) ** 2 + (xx - cx) ** 2) / r
-        pallor = 1.0 + 0.25 * np.clip(1.0 - d / 0.55, 0, 1)
-        rbc_rgb = np.array([214, 128, 134], np.float32) * rng.uniform(0.95, 1.05)
-        colour = np.clip(rbc_rgb[None, :] * pallor[disc][:, None], 0, 255)
-        img[disc] = colour
-        occupied |= disc
-        n_rbc -= 1
-
-    # Platelets: small purple specks.
-    for _ in range(n_platelets):
-        cy, cx = rng.uniform(0, h), rng.uniform(0, w)
-        r = rng.uniform(3, 6) * scale
-        img[(yy - cy) ** 2 + (xx - cx) ** 2 < r**2] = np.array([150, 90, 170], np.float32)
-
-    # White cells: the same renderer as single cells, pasted with their mask.
-    labels = np.zeros((h, w), np.int32)
-    classes: dict[int, str] = {}
-    box = int(round(200 * scale)) | 1
-    radius_px = 0.22 * box * 0.75
-    centres: list[tuple[float, float]] = []
-    for i in range(n_wbc):
-        label = "ALL" if rng.random() < 0.5 else "HEM"
-        cell_img, cell, _ = _render_cell(
-            (box, box), label, rng, radius_px, SubjectStyle(), box / 450.0
-        )
-        if touching_pair and i == 1 and centres:
-            ang = rng.uniform(0, 2 * np.pi)
-            dist = radius_px * 1.45
-            cy = centres[0][0] + dist * np.sin(ang)
-            cx = centres[0][1] + dist * np.cos(ang)
-        elif border_cell and i == n_wbc - 1 and n_wbc > 1:
-            cy, cx = rng.uniform(0.3 * h, 0.7 * h), rng.choice([0.0, float(w)])
-        else:
-            for _ in range(50):
-                cy, cx = rng.uniform(0.2 * h, 0.8 * h), rng.uniform(0.15 * w, 0.85 * w)
-                if all(np.hypot(cy - a, cx - b) > 2.6 * radius_px for a, b in centres):
-                    break
-        centres.append((cy, cx))
-        y0, x0 = int(round(cy)) - box // 2, int(round(cx)) - box // 2
-        ys, xs = slice(max(y0, 0), min(y0 + box, h)), slice(max(x0, 0), min(x0 + box, w))
-        sub = (slice(ys.start - y0, ys.stop - y0), slice(xs.start - x0, xs.stop - x0))
-        m = cell[sub] & (labels[ys, xs] == 0)
-        if not m.any():
-            continue
-        lab = len(classes) + 1
-        img[ys, xs][m] = cell_img[sub][m]
-        labels[ys, xs][m] = lab
-        classes[lab] = label
-
-    img += rng.normal(0, 2.0, img.shape).astype(np.float32)
-    rgb = np.clip(np.rint(img), 0, 255).astype(np.uint8)
-    return rgb, labels, classes
