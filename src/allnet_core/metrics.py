@@ -24,11 +24,11 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from allnet_core.classes import CLASS_NAMES, POSITIVE_CLASS
 from allnet_core.errors import ConfigError, DatasetError
 
 __all__ = [
     "METRIC_NAMES",
-    "POSITIVE_LABEL",
     "binary_metrics",
     "as_float",
     "json_safe",
@@ -36,8 +36,6 @@ __all__ = [
     "per_subject_summary",
 ]
 
-#: The positive class of every metric.
-POSITIVE_LABEL = "ALL"
 #: Scalar metrics returned by :func:`binary_metrics`, in the order reports show them.
 METRIC_NAMES = ("accuracy", "specificity", "recall", "precision", "f1", "mcc", "roc_auc")
 
@@ -71,10 +69,10 @@ def labels_to_int(labels: Sequence | np.ndarray) -> np.ndarray:
             raise DatasetError(f"labels must be 0 (HEM) or 1 (ALL), got {out[bad][0]!r}")
         return out
     upper = np.char.upper(a.astype(str))
-    bad = ~np.isin(upper, ("ALL", "HEM"))
+    bad = ~np.isin(upper, CLASS_NAMES)
     if bad.any():
         raise DatasetError(f"labels must be 'ALL' or 'HEM', got {a[bad][0]!r}")
-    return (upper == "ALL").astype(np.int64)
+    return (upper == POSITIVE_CLASS).astype(np.int64)
 
 
 def json_safe(obj):
@@ -221,11 +219,11 @@ def per_subject_summary(
             {
                 "subject": subject,
                 "cells": len(g),
-                "true_label": "ALL" if truth else "HEM",
+                "true_label": CLASS_NAMES[truth],
                 "fraction_all": frac_all,
                 "mean_p_all": float(g["p"].mean()),
                 "cell_accuracy": float((g["called"] == g["y"]).mean()),
-                "predicted_label": "ALL" if call else "HEM",
+                "predicted_label": CLASS_NAMES[call],
                 "correct": bool(call == truth),
             }
         )

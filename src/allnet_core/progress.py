@@ -42,10 +42,6 @@ class CancelToken:
         """True once :meth:`cancel` was called."""
         return self._event.is_set()
 
-    @property
-    def cancelled(self) -> bool:
-        return self._event.is_set()
-
 
 def emit(progress: ProgressCallback | None, kind: str, **fields: Any) -> None:
     """Send one event ``{"kind": kind, **fields}`` to ``progress`` if there is one."""

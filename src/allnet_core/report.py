@@ -17,11 +17,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from allnet_core.classes import CLASS_NAMES
 from allnet_core.io import atomic_write, write_csv, write_json, write_text
 from allnet_core.metrics import as_float, json_safe
 
 __all__ = [
     "TABLE_METRICS",
+    "mean_std",
     "metrics_table",
     "plot_confusion",
     "plot_curves",
@@ -50,7 +52,35 @@ def _pct(value: Any, std: float | None = None) -> str:
 
 
 def mean_std(fold_metrics: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
-    """Mean and (sample, ddof=1) standard deviation of each metric over folds (nan-aware)."""
+    """Mean and standard deviation of each metric over folds: the one place they are
+    computed (``report.md``, ``report.json`` and the napari train widget show these).
+
+    The standard deviation is the sample one (``ddof=1``): the folds are a sample of the
+    ways the data could have been split. Undefined values (``None`` or ``nan``, e.g. a
+    precision with nothing predicted ALL) are left out of both.
+
+    Parameters
+    ----------
+    fold_metrics : sequence of dict
+        Each fold's metrics (from :func:`allnet_core.metrics.binary_metrics` or
+        ``metrics.json``).
+
+    Returns
+    -------
+    dict
+        ``{metric: {"mean": float, "std": float}}`` for the :data:`TABLE_METRICS` and
+        ``roc_auc``. With no finite value the mean is ``nan``; with fewer than two (one
+        fold) the standard deviation is ``nan`` (undefined), and reports show the mean
+        alone.
+
+    Examples
+    --------
+    >>> s = mean_std([{"accuracy": 0.8}, {"accuracy": 0.9}, {"accuracy": None}])
+    >>> round(s["accuracy"]["mean"], 3), round(s["accuracy"]["std"], 4)
+    (0.85, 0.0707)
+    >>> mean_std([{"accuracy": 0.8}])["accuracy"]
+    {'mean': 0.8, 'std': nan}
+    """
     out = {}
     for key, _ in TABLE_METRICS + (("roc_auc", ""),):
         values = np.array([as_float(m.get(key)) for m in fold_metrics], dtype=float)
@@ -151,7 +181,7 @@ def plot_confusion(metrics: Mapping[str, Any], path: str | os.PathLike,
     fig = Figure(figsize=(4.6, 4.0))
     ax = fig.subplots()
     im = ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
-    names = ["HEM", "ALL"]
+    names = CLASS_NAMES  # rows and columns: index 0 is HEM (negative), 1 is ALL
     ax.set_xticks([0, 1], labels=[f"pred. {n}" for n in names])
     ax.set_yticks([0, 1], labels=[f"true {n}" for n in names])
     for i in range(2):

@@ -130,3 +130,20 @@ def test_per_subject_summary():
 def test_per_subject_needs_columns():
     with pytest.raises(DatasetError, match="p_all"):
         per_subject_summary(pd.DataFrame({"subject": ["a"], "label": ["ALL"]}))
+
+
+def test_mean_std_over_folds_is_the_sample_std():
+    """One mean ± std for report.md, report.json and the napari widget: ddof=1, undefined
+    values left out, std nan (undefined) for a single fold."""
+    from allnet_core.report import mean_std
+
+    folds = [{"accuracy": 0.8, "f1": 0.7}, {"accuracy": 0.9, "f1": None},
+             {"accuracy": 1.0, "f1": math.nan}]
+    s = mean_std(folds)
+    assert s["accuracy"]["mean"] == pytest.approx(0.9)
+    assert s["accuracy"]["std"] == pytest.approx(np.std([0.8, 0.9, 1.0], ddof=1))
+    assert s["f1"]["mean"] == pytest.approx(0.7) and math.isnan(s["f1"]["std"])
+    one = mean_std(folds[:1])
+    assert one["accuracy"]["mean"] == pytest.approx(0.8) and math.isnan(one["accuracy"]["std"])
+    assert math.isnan(mean_std([])["accuracy"]["mean"])
+

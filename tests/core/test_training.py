@@ -427,6 +427,60 @@ def test_resume_config(tmp_path):
         resume_config(tmp_path, "paper")
 
 
+def _widget_request(profile: str) -> dict:
+    """What the napari "Train ALLNet" widget sends the worker: every TrainConfig field, the
+    chosen profile's values where the form was left alone (``TrainWidget.config()``)."""
+    return TrainConfig.from_profile(profile).to_dict()
+
+
+@pytest.mark.parametrize("profile", ["paper", "quick"])
+def test_napari_resumes_a_cli_run_with_non_default_fields(tmp_path, profile):
+    """A run started with ``allnet train --dense-units 512 --epochs 3`` resumes from the
+    widget's request (a profile and its default values) with the run's own values."""
+    from allnet_core.training import config_from_request
+    from allnet_core.training.rundir import _prepare_run_dir
+
+    table = _table(subjects_per_class=10)
+    cli = config_from_request({"dense_units": 512, "epochs": 3, "workers": 1}, profile)
+    assert (cli.dense_units, cli.epochs, cli.profile) == (512, 3, profile)
+    run = tmp_path / "run"
+    assert _prepare_run_dir(run, cli, make_splits(table, cli), resume=False) is False
+
+    request = _widget_request(profile)  # the worker gets it as request["config"]
+    resumed = config_from_request(request, request.pop("profile"), resume_dir=run)
+    assert resumed.dense_units == 512 and resumed.epochs == 3
+    assert resumed.workers == request["workers"]  # runtime fields follow the request
+    assert {**resumed.to_dict(), "workers": 1} == cli.to_dict()
+    # the run folder accepts it: no "cannot resume with a different configuration"
+    assert _prepare_run_dir(run, resumed, make_splits(table, resumed), resume=True) is True
+
+
+def test_config_from_request(tmp_path):
+    from allnet_core.training import config_from_request
+
+    assert config_from_request({}) == TrainConfig()
+    assert config_from_request({"epochs": 3, "seed": None}, "quick") == \
+        TrainConfig.from_profile("quick", epochs=3)
+    assert config_from_request({"profile": "quick"}).profile == "quick"
+    with pytest.raises(ConfigError, match="learning_rate"):
+        config_from_request({"learning_rate": 1e-3})
+    with pytest.raises(ConfigError, match="profile"):
+        config_from_request({}, "fast")
+    # resume_dir without a run yet: a new run
+    assert config_from_request({"epochs": 2}, "quick", tmp_path) == \
+        TrainConfig.from_profile("quick", epochs=2)
+    saved = TrainConfig.from_profile("quick", epochs=4, dense_units=32)
+    (tmp_path / "config.json").write_text(saved.to_json())
+    assert config_from_request({}, None, tmp_path) == saved
+    assert config_from_request({"workers": 5}, None, tmp_path).workers == 5
+    assert config_from_request({"epochs": 4}, "quick", tmp_path) == saved
+    # an explicit change of what the run computes is refused, naming the field
+    with pytest.raises(ConfigError, match="epochs: run has 4, asked 7"):
+        config_from_request({"epochs": 7}, None, tmp_path)
+    with pytest.raises(ConfigError, match="profile 'quick', not 'paper'"):
+        config_from_request(_widget_request("paper"), "paper", tmp_path)
+
+
 @pytest.mark.slow
 def test_demo_command_end_to_end(tmp_path, capsys):
     """`allnet demo` (shrunk: few cells, one epoch) synthesizes, trains, evaluates, reports."""
