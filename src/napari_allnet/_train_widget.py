@@ -62,7 +62,7 @@ def _field_widget(name: str, default: Any):
     if name == "split":
         from allnet_core import training
 
-        choices = list(getattr(training, "_SPLITS", ("subject", "image")))
+        choices = list(training.SPLITS)
         return ComboBox(name=name, label=label, choices=choices, value=default,
                         tooltip="subject: no donor's cells in two splits (honest); image: "
                                 "cells split one by one, as the paper did")

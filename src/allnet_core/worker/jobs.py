@@ -119,19 +119,14 @@ def _read_labels(request: dict[str, Any], shape: tuple[int, int], image_path: st
 
 def train(request, progress, cancel) -> dict[str, Any]:
     """The ``train`` job: cross-validated training into a run folder (or resume it)."""
-    from allnet_core.training import TrainConfig, cross_validate, resume_config
+    from allnet_core.training import config_from_request, cross_validate
 
     data = required(request, "data")
     out = required(request, "out")
-    fields = dict(request.get("config") or {})
-    profile = fields.pop("profile", None)
     resume = bool(request.get("resume", False))
-    # Like `allnet train`: a profile's values under the given fields; a resumed run
-    # starts from its saved config.json.
-    if resume:
-        config = resume_config(out, profile, **fields)
-    else:
-        config = TrainConfig.from_profile(profile or "paper", **fields)
+    # The one "config from request", shared with `allnet train`: a profile's values under
+    # the given fields; a resumed run starts from its saved config.json.
+    config = config_from_request(request.get("config") or {}, None, out if resume else None)
     result = cross_validate(data, config, out, progress=progress, cancel=cancel,
                             resume=resume)
     return run_summary(Path(out), result)
