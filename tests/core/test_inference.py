@@ -485,3 +485,66 @@ def test_cli_import_is_light():
             "p = argparse.ArgumentParser(); c.register(p.add_subparsers()); "
             "assert 'keras' not in sys.modules and 'tensorflow' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+# --------------------------------------------------------------------------- classify_images
+
+
+def test_classify_images_pools_files_and_reports(trained, tmp_path):
+    from allnet_core.inference import BATCH_COLUMNS, classify_images
+    from allnet_core.io import read_rgb
+
+    path, clf = trained
+    cells = _write_cells(tmp_path / "in", n=2)
+    n = len(cells)
+    bad = tmp_path / "in" / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    with pytest.raises(ImageReadError, match="stopped at file"):
+        classify_images(clf, [tmp_path / "in"])
+    events = []
+    result = classify_images(clf, [tmp_path / "in", cells[0]], batch_size=4, skip_bad=True,
+                             gradcam_dir=tmp_path / "cams", progress=events.append)
+    table, per_image, per_subject, problems = result
+    assert len(problems) == 1 and "broken.png" in problems[0]
+    assert list(table.columns[: len(BATCH_COLUMNS)]) == BATCH_COLUMNS
+    assert table["source"].tolist() == [str(p) for p in sorted(cells)]  # cells[0] once
+    expected = clf.classify_cells(np.stack([read_rgb(p) for p in sorted(cells)]))
+    np.testing.assert_allclose(table["p_all"], expected, atol=1e-5)
+    assert per_image["cells"].tolist() == [1] * n
+    assert per_image["ALL"].tolist() == (table["class"] == "ALL").astype(int).tolist()
+    assert set(per_subject["subject"]) == set(table["subject"]) <= {"h4", "7"}
+    assert per_subject["cells"].sum() == n
+    assert sorted(p.name for p in result.gradcam_files) == sorted(
+        f"{p.stem}_gradcam.png" for p in cells)
+    kinds = [e["kind"] for e in events]
+    assert kinds[0] == "start" and kinds[-1] == "done" and kinds.count("file") == n + 1
+    assert events[0]["total"] == n + 1
+    assert events[-1] == {"kind": "done", "images": n, "cells": n, "skipped": 1}
+    assert [e["skipped"] for e in events if e["kind"] == "file"].count(True) == 1
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(CancelledError):
+        classify_images(clf, cells, cancel=token)
+    with pytest.raises(ConfigError):
+        classify_images(clf, cells, mode="field")
+
+
+# --------------------------------------------------------------------------- predictor
+
+
+def test_predictor_honours_the_positive_index(trained, test_cells):
+    from allnet_core.model import Predictor, load_model, predict_p_all
+
+    path, clf = trained
+    images = test_cells[0][:9]
+    x = images.astype(np.float32)
+    ref = clf.classify_cells(images)
+    loaded = load_model(path)
+    assert loaded.positive_class == "ALL" and loaded.input_size == (SIZE, SIZE)
+    np.testing.assert_allclose(predict_p_all(loaded, x), ref, atol=1e-5)
+    batches = [(x[:4], None), (x[4:8], None), (x[8:], None)]  # a feed's (x, y) batches
+    np.testing.assert_allclose(predict_p_all(loaded.model, batches), ref, atol=1e-5)
+    np.testing.assert_allclose(predict_p_all(loaded, x, positive_index=0), 1 - ref, atol=1e-5)
+    probs = Predictor(loaded).proba(x, batch_size=4)
+    assert probs.shape == (9, 2) and probs.dtype == np.float32
+    assert predict_p_all(loaded, np.zeros((0, SIZE, SIZE, 3), np.float32)).shape == (0,)
