@@ -529,7 +529,20 @@ def test_classify_images_pools_files_and_reports(trained, tmp_path):
         classify_images(clf, cells, mode="field")
 
 
-# --------------------------------------------------------------------------- predictor
+# --------------------------------------------------------------------------- one loader, one
+# predictor, one model-file finder for classify and evaluate
+
+
+def _dataset_table(folder: Path, n: int = 5) -> tuple[pd.DataFrame, np.ndarray]:
+    """``n`` synthetic cells of each class at the model's input size as PNG files, and
+    their table."""
+    from allnet_core.io import write_image
+
+    images, labels, _ = synth_cells(n, seed=31, size=SIZE)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [str(write_image(folder / f"cell_{i}.png", img)) for i, img in enumerate(images)]
+    subjects = [f"s{i % 3}" for i in range(len(images))]
+    return pd.DataFrame({"path": paths, "label": labels, "subject": subjects}), images
 
 
 def test_predictor_honours_the_positive_index(trained, test_cells):
@@ -548,3 +561,80 @@ def test_predictor_honours_the_positive_index(trained, test_cells):
     probs = Predictor(loaded).proba(x, batch_size=4)
     assert probs.shape == (9, 2) and probs.dtype == np.float32
     assert predict_p_all(loaded, np.zeros((0, SIZE, SIZE, 3), np.float32)).shape == (0,)
+
+
+def _refusals(keras, tmp_path) -> dict[str, Path]:
+    from allnet_core.model import build_allnet
+
+    three = tmp_path / "three.keras"
+    build_allnet((32, 32, 3), num_classes=3, dense_units=4).save(three)
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Lambda(lambda t: t * 2.0)(inputs)
+    outputs = keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(x))
+    lam = tmp_path / "lambda.keras"
+    keras.Model(inputs, outputs).save(lam)
+    return {"wrong output shape": three, "Lambda": lam}
+
+
+def test_evaluate_refuses_what_classify_refuses(keras, tmp_path, capsys):
+    from allnet_core.cli import main
+    from allnet_core.evaluation import evaluate
+    from allnet_core.synthetic import write_cnmc_dataset
+
+    data = write_cnmc_dataset(tmp_path / "data", subjects=4, cells_per_subject=2, seed=0,
+                              size=32)
+    table = pd.DataFrame({"path": ["x.png"], "label": ["ALL"], "subject": ["s"]})
+    for text, model in _refusals(keras, tmp_path).items():
+        with pytest.raises(ModelError, match=text) as by_classify:
+            Classifier.load(model)
+        with pytest.raises(ModelError) as by_evaluate:
+            evaluate(model, table)
+        assert str(by_evaluate.value) == str(by_classify.value)
+        for command in ("evaluate", "classify"):
+            argv = [command, str(model), str(data), "--out", str(tmp_path / "out.csv")]
+            assert main(argv) == 2
+            err = capsys.readouterr().err
+            assert f"allnet: error: {by_classify.value}" in err and "Traceback" not in err
+
+
+def test_evaluate_reads_the_column_that_the_class_names_give_to_all(trained, tmp_path):
+    from allnet_core.evaluation import evaluate
+
+    path, clf = trained
+    table, images = _dataset_table(tmp_path / "cells")
+    ref = clf.classify_cells(images)
+    plain = evaluate(path, table)
+    np.testing.assert_allclose(plain.predictions["p_all"], ref, atol=1e-5)
+    run = tmp_path / "run"
+    (run / "fold_1").mkdir(parents=True)
+    (run / "fold_1" / "model.keras").write_bytes(path.read_bytes())
+    (run / "config.json").write_text(json.dumps({"class_names": ["ALL", "HEM"]}))
+    flipped = evaluate(run / "fold_1" / "model.keras", table)
+    np.testing.assert_allclose(flipped.predictions["p_all"], 1 - ref, atol=1e-5)
+    p_classify = Classifier.load(run / "fold_1" / "model.keras").classify_cells(images)
+    np.testing.assert_allclose(flipped.predictions["p_all"], p_classify, atol=1e-5)
+    assert (flipped.predictions["predicted"] == np.where(p_classify >= 0.5, "ALL", "HEM")).all()
+    (run / "config.json").write_text(json.dumps({"class_names": ["ALL", "blast"]}))
+    with pytest.raises(ModelError, match="ALL against HEM"):
+        evaluate(run / "fold_1" / "model.keras", table)
+
+
+def test_evaluate_and_classify_find_the_same_model_file(trained, tmp_path):
+    from allnet_core import evaluation
+    from allnet_core.model import find_model_file
+
+    path, _ = trained
+    assert evaluation.resolve_model is find_model_file
+    table, _ = _dataset_table(tmp_path / "cells", n=2)
+    run = tmp_path / "run"  # no report.json, one model below the folder, one checkpoint
+    (run / "sub").mkdir(parents=True)
+    (run / "sub" / "net.keras").write_bytes(path.read_bytes())
+    (run / "sub" / "ckpt_e001.keras").write_bytes(b"checkpoint")
+    assert evaluation.evaluate(run, table).model == run / "sub" / "net.keras"
+    assert Classifier.load(run).source == str(run / "sub" / "net.keras")
+    # a moved run folder: report.json names the best model where it was written
+    (run / "fold_3").mkdir()
+    (run / "fold_3" / "model.keras").write_bytes(path.read_bytes())
+    (run / "report.json").write_text(json.dumps({"best_model": "/old/run/fold_3/model.keras"}))
+    assert evaluation.evaluate(run, table).model == run / "fold_3" / "model.keras"
+    assert Classifier.load(run).source == str(run / "fold_3" / "model.keras")
