@@ -90,15 +90,15 @@ def evaluate(
         For a model that :func:`allnet_core.model.load_model` refuses, one whose classes
         are not ALL and HEM, or one whose input is not square.
     """
+    from allnet_core.datasets.table import as_table
     from allnet_core.feed import TrainingFeed
     from allnet_core.metrics import binary_metrics, per_subject_summary
     from allnet_core.model.predict import Predictor
     from allnet_core.report import write_evaluation_report
-    from allnet_core.training import _as_table
 
     loaded = _load_binary_model(model_or_run)
     path, size = loaded.path, loaded.input_size[0]
-    table, _ = _as_table(dataset)
+    table, _ = as_table(dataset)
     emit(progress, "evaluate_start", model=str(path), n=len(table), input_size=size)
     feed = TrainingFeed(table["path"].tolist(), table["label"].tolist(), plan=None,
                         batch_size=batch_size, input_size=size, augmenter=None,

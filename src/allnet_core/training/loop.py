@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from allnet_core.classes import NEGATIVE_CLASS, POSITIVE_CLASS
+from allnet_core.datasets.table import as_table
 from allnet_core.errors import CancelledError, ModelError
 from allnet_core.io import atomic_write, write_csv, write_json
 from allnet_core.metrics import as_float, json_safe
@@ -34,7 +35,7 @@ from allnet_core.training.runtime import (
     load_model,
     predict_p_all,
 )
-from allnet_core.training.splits import _as_table, _role_table, _verify_files, make_splits
+from allnet_core.training.splits import _role_table, _verify_files, make_splits
 
 __all__ = ["TrainResult", "cross_validate"]
 
@@ -255,7 +256,7 @@ def cross_validate(
     config.validate()
     run_dir = Path(out_dir)
     started = time.perf_counter()
-    table, verified = _as_table(dataset)
+    table, verified = as_table(dataset)
     splits = make_splits(table, config)  # raises on too few subjects / one class
     if verify and not verified:
         _verify_files(table["path"].tolist(), progress, cancel, workers=max(1, config.workers))
