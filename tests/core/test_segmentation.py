@@ -466,6 +466,13 @@ def test_cli_segment_end_to_end(tmp_path, capsys):
     assert not list(out.glob(".*"))  # no temporary files left behind
 
 
+def test_cli_segment_offers_the_methods_of_the_core():
+    from allnet_core._cli.segment import _METHODS  # kept literal: the CLI loads no scipy
+    from allnet_core.segmentation import METHODS
+
+    assert _METHODS == METHODS
+
+
 def test_cli_segment_bad_input(tmp_path, capsys):
     import imageio.v3 as iio
 
