@@ -70,3 +70,16 @@ def class_means(counts: np.ndarray, t: int) -> tuple[float, float]:
     mean_below = float((below * x[: t + 1]).sum() / below.sum()) if below.sum() else float(t)
     mean_above = float((above * x[t + 1 :]).sum() / above.sum()) if above.sum() else float(t)
     return mean_below, mean_above
+
+
+def bright_background(a: np.ndarray, black_level: int) -> tuple[np.ndarray, int, bool]:
+    """Split the non-black pixels of ``a`` by Otsu on green: the smear's bright background.
+
+    Returns the non-black mask, the green threshold (``<= t`` is darker than the
+    background) and whether the brighter class is bright enough (mean >= 128) to be a
+    smear's background at all; it is not for cells cut out on black.
+    """
+    valid = brightest(a) > black_level
+    counts = np.bincount(a[..., 1][valid], minlength=256)
+    t_g = otsu_level(counts)
+    return valid, t_g, class_means(counts, t_g)[1] >= 128

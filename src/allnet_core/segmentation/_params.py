@@ -10,9 +10,10 @@ from allnet_core.errors import ConfigError
 
 __all__ = ["AutoParams"]
 
-_NON_NEGATIVE = (
-    "min_area", "relative_area", "group_distance", "cell_radius", "border_factor",
-    "cutout_nucleus",
+#: Fields that must be finite numbers, and their bound (``>= 0``, or ``> 0``).
+_BOUNDS = dict(
+    min_area=">= 0", relative_area=">= 0", group_distance=">= 0", cell_radius=">= 0",
+    border_factor=">= 0", cutout_nucleus=">= 0", rbc_pixels="> 0",
 )
 
 
@@ -93,13 +94,11 @@ class AutoParams:
     def __post_init__(self):
         if self.downscale is not None and int(self.downscale) < 1:
             raise ConfigError(f"downscale must be a positive integer, got {self.downscale!r}")
-        for name in _NON_NEGATIVE:
+        for name, bound in _BOUNDS.items():
             v = getattr(self, name)
             v = 0.0 if v is None else v
-            if not (math.isfinite(v) and v >= 0):
-                raise ConfigError(f"{name} must be a finite number >= 0, got {v!r}")
-        if not (math.isfinite(self.rbc_pixels) and self.rbc_pixels > 0):
-            raise ConfigError(f"rbc_pixels must be a finite number > 0, got {self.rbc_pixels!r}")
+            if not (math.isfinite(v) and (v > 0 if bound == "> 0" else v >= 0)):
+                raise ConfigError(f"{name} must be a finite number {bound}, got {v!r}")
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
             if v is not None:  # store plain Python numbers of the declared kind

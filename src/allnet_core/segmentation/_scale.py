@@ -13,7 +13,7 @@ import math
 import numpy as np
 from scipy import ndimage as ndi
 
-from allnet_core.segmentation._features import brightest, class_means, otsu_level
+from allnet_core.segmentation._features import bright_background
 from allnet_core.segmentation._morphology import fill_holes
 from allnet_core.segmentation._params import AutoParams
 
@@ -72,13 +72,10 @@ def choose_downscale(a: np.ndarray, p: AutoParams) -> int:
         return 1
     step = 4
     sample = a[::step, ::step]
-    g = sample[..., 1]
-    valid = brightest(sample) > p.black_level
-    counts = np.bincount(g[valid], minlength=256)
-    t_g = otsu_level(counts)
-    if class_means(counts, t_g)[1] < 128:
-        return fallback  # no bright background: a cut-out cell
-    radius = red_cell_radius(valid & (g <= t_g), DOWNSCALE_PERCENTILE, step)
+    valid, t_g, has_background = bright_background(sample, p.black_level)
+    if not has_background:
+        return fallback  # a cut-out cell
+    radius = red_cell_radius(valid & (sample[..., 1] <= t_g), DOWNSCALE_PERCENTILE, step)
     if radius is None:
         return fallback
     return int(np.clip(round(radius / p.rbc_pixels), 1, 4))

@@ -6,7 +6,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from allnet_core.segmentation._features import blue_green, brightest, class_means, otsu_level
+from allnet_core.segmentation._features import (
+    blue_green,
+    bright_background,
+    class_means,
+    otsu_level,
+)
 from allnet_core.segmentation._morphology import hysteresis
 from allnet_core.segmentation._params import AutoParams
 
@@ -32,10 +37,7 @@ def thresholds(a: np.ndarray, p: AutoParams) -> Thresholds:
     cut-out.
     """
     g = a[..., 1]
-    valid = brightest(a) > p.black_level
-    gcounts = np.bincount(g[valid], minlength=256)
-    t_g = otsu_level(gcounts)
-    has_background = class_means(gcounts, t_g)[1] >= 128
+    valid, t_g, has_background = bright_background(a, p.black_level)
     feat = blue_green(a)
     counts = np.bincount(feat[valid], minlength=256)
     t_nuc = otsu_level(counts)
