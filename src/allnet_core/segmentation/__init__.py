@@ -37,8 +37,11 @@ Two methods are offered:
 
 The plain ``"otsu"`` method (Otsu's threshold on HSI saturation) is kept as a reference.
 
-All functions take ``HxWx3`` ``uint8`` RGB arrays (an alpha channel is ignored) and never
-make float64 copies of the whole image.
+The auto method's parameters, with their one set of defaults, are the fields of
+:class:`AutoParams`; :func:`label_cells` and :func:`segment_wbc` take them as keywords.
+
+Functions that take an image take ``HxWx3`` ``uint8`` RGB arrays (an alpha channel is
+ignored) and never make float64 copies of the whole image.
 
 The package, one job per module:
 
