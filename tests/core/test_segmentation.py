@@ -418,10 +418,10 @@ def test_crop_geometry_inverse_maps_the_crop_back_onto_the_bbox():
         assert back.shape == truth.shape and back.dtype == np.float32
         assert B.dice(back >= 0.5, truth) > 0.9
     # a cell that fits: no scaling, the inverse is the identity on the cell
-    small = crop_geometry((20, 30), 64)
-    assert (small.scale, small.height, small.width, small.top, small.left) == (1.0, 20, 30, 22, 17)
+    fits = crop_geometry((20, 30), 64)
+    assert (fits.scale, fits.height, fits.width, fits.top, fits.left) == (1.0, 20, 30, 22, 17)
     ramp = np.arange(64 * 64, dtype=np.float32).reshape(64, 64)
-    np.testing.assert_array_equal(small.to_field(ramp), ramp[22:42, 17:47])
+    np.testing.assert_array_equal(fits.to_field(ramp), ramp[22:42, 17:47])
 
 
 def test_whole_cell_is_one_cell_with_the_image_as_crop():
