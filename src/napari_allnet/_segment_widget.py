@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = ["SegmentWidget", "segment"]
 
-#: Columns of extract_cells' table that describe a cell in the field (not its crop).
+#: Columns of the cell table that describe a cell in the field (not its crop).
 _TABLE_COLUMNS = ("label", "area", "centroid_row", "centroid_col", "bbox_min_row",
                   "bbox_min_col", "bbox_max_row", "bbox_max_col", "touches_border")
 
@@ -32,12 +32,11 @@ def segment(rgb, method: str = "auto", min_area: float | None = None, low: float
     centroid, bounding box, touches_border) and ``segmented`` (the paper-style masked
     image, or None).
     """
-    from allnet_core.segmentation import extract_cells, label_cells, segment_paper
+    from allnet_core.segmentation import cell_table, label_cells, segment_paper
 
     paper = {"low": low, "high": high, "space": space}
     labels = label_cells(rgb, method=method, min_area=min_area or None, **paper)
-    _, table = extract_cells(rgb, labels, size=32)  # the table only; tiny crops are cheap
-    table = table[[c for c in _TABLE_COLUMNS if c in table.columns]]
+    table = cell_table(labels)[list(_TABLE_COLUMNS)]
     masked = segment_paper(rgb, **paper)[1] if segmented else None
     return {"labels": labels, "table": table, "segmented": masked}
 

@@ -211,3 +211,28 @@ def test_client_reports_a_killed_worker(tmp_path):
         assert client.pid != old
     finally:
         client.close()
+
+
+def test_classify_many_files_is_the_batch_classification(worker, tmp_path):
+    """``image_paths`` runs classify_images: the same table as calling it directly."""
+    import pandas as pd
+
+    from allnet_core.inference import Classifier, classify_images
+    from allnet_core.model import build_allnet
+    from allnet_core.synthetic import write_cnmc_dataset
+
+    data = tmp_path / "cells"
+    write_cnmc_dataset(data, subjects=2, cells_per_subject=3, size=48, seed=3)
+    model = build_allnet(input_shape=(32, 32, 3), dense_units=8)
+    model.save(tmp_path / "m.keras")
+    out = tmp_path / "out"
+    worker.send({"op": "classify", "id": "many", "image_paths": [str(data)],
+                 "model": str(tmp_path / "m.keras"), "out_dir": str(out), "mode": "cells"})
+    msg = worker.next(where={"id": "many", "kind": "result"}, timeout=300)
+    res = msg["result"]
+    cells = pd.read_csv(res["table_path"])
+    direct = classify_images(Classifier.load(tmp_path / "m.keras"), [data], mode="cells").cells
+    assert res["n_images"] == len(direct) == len(cells) == res["n_cells"]
+    assert list(cells["source"]) == [str(s) for s in direct["source"]]
+    np.testing.assert_allclose(cells["p_all"], direct["p_all"], atol=1e-5)
+    assert pd.read_csv(res["per_subject_path"])["cells"].sum() == len(cells)

@@ -64,11 +64,18 @@ def device_info(request, progress, cancel) -> dict[str, Any]:
 
 
 def classify(request, progress, cancel, *, models: ModelCache) -> dict[str, Any]:
-    """The ``classify`` job: classify one image file, write labels, table and heatmap."""
+    """The ``classify`` job: one image file (labels, table, heatmap), or many files.
+
+    With ``image_paths`` (files and folders) the job is
+    :func:`allnet_core.inference.classify_images`, the batch classification that
+    ``allnet classify`` runs: see :func:`classify_files`.
+    """
     import numpy as np
 
     from allnet_core.io import read_rgb, write_csv, write_tiff
 
+    if "image_paths" in request:
+        return classify_files(request, progress, cancel, models=models)
     image_path = required(request, "image_path")
     out_dir = Path(required(request, "out_dir"))
     model = required(request, "model")
@@ -98,6 +105,40 @@ def classify(request, progress, cancel, *, models: ModelCache) -> dict[str, Any]
         "table_path": str(table_path),
         "heatmap_path": None if heatmap_path is None else str(heatmap_path),
         "n_cells": len(res.table),
+    }
+
+
+def classify_files(request, progress, cancel, *, models: ModelCache) -> dict[str, Any]:
+    """Classify the cells of many files: ``cells.csv``, ``per_image.csv``,
+    ``per_subject.csv`` and, with ``gradcam``, overlays in ``out_dir/gradcam``."""
+    from allnet_core.inference import classify_images
+    from allnet_core.io import write_csv
+
+    paths = request["image_paths"]
+    if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
+        raise ConfigError("'image_paths' must be a non-empty list of file or folder paths")
+    out_dir = Path(required(request, "out_dir"))
+    progress({"kind": "stage", "stage": "loading model", "model": required(request, "model")})
+    classifier = models.load(request["model"])
+    kwargs: dict[str, Any] = {"tta": bool(request.get("tta", False)),
+                              "skip_bad": bool(request.get("skip_bad", False))}
+    for key, kind in (("batch_size", int), ("mode", str), ("threshold", float)):
+        if request.get(key) is not None:
+            kwargs[key] = kind(request[key])
+    if request.get("gradcam"):
+        kwargs["gradcam_dir"] = out_dir / "gradcam"
+    result = classify_images(classifier, paths, progress=progress, cancel=cancel, **kwargs)
+    written = {name: str(write_csv(out_dir / f"{name}.csv", table)) for name, table in
+               (("cells", result.cells), ("per_image", result.per_image),
+                ("per_subject", result.per_subject))}
+    return {
+        "table_path": written["cells"],
+        "per_image_path": written["per_image"],
+        "per_subject_path": written["per_subject"],
+        "gradcam_paths": [str(p) for p in result.gradcam_files],
+        "n_cells": len(result.cells),
+        "n_images": len(result.per_image),
+        "problems": list(result.problems),
     }
 
 
