@@ -9,12 +9,18 @@ For every input image ``NAME.ext`` it writes into ``--out``:
 * ``--method paper``: the paper's pipeline instead, ``NAME_mask.png`` (0/255) and
   ``NAME_segmented.png`` (the image times the mask).
 
+Images over 8192 x 8192 pixels, ``.zarr`` arrays, and every image with ``--tile`` are
+segmented in tiles (:func:`allnet_core.segmentation.tiled.label_cells_tiled`, read region
+by region, never whole): their labels go to ``NAME_labels.zarr`` (chunked) instead of a
+TIFF; the crops and the table are as above.
+
 Every file is written atomically.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 # allnet_core.segmentation.METHODS, kept literal so that --help loads no scipy (a test checks
@@ -48,6 +54,10 @@ def register(subparsers) -> None:
         default="png",
         help="file format of the crops (default: png)",
     )
+    p.add_argument("--tile", type=int, default=None, metavar="SIZE",
+                   help="segment in tiles of SIZE pixels with overlap, labels to "
+                   "NAME_labels.zarr (default: only images over 8192x8192 and .zarr arrays, "
+                   "in tiles of 2048)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -68,14 +78,17 @@ def run(args: argparse.Namespace) -> int:
 
     from allnet_core._cli._progress import ProgressBar
     from allnet_core.errors import ConfigError, ImageReadError
-    from allnet_core.io import read_rgb, write_csv, write_image, write_tiff
+    from allnet_core.io import read_rgb, write_image, write_tiff
+    from allnet_core.io_lazy import is_large_image
     from allnet_core.segmentation import extract_cells, label_cells, segment_paper
 
     if args.size < 1:
         raise ConfigError(f"--size must be a positive integer, got {args.size}")
     for path in args.images:
-        if not path.is_file():
+        if not (path.is_file() or (path.suffix.lower() == ".zarr" and path.is_dir())):
             raise ImageReadError(path, "no such file")
+    if args.tile is not None and args.tile < 64:
+        raise ConfigError(f"--tile must be at least 64 pixels, got {args.tile}")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: exists and is not a folder")
@@ -84,25 +97,23 @@ def run(args: argparse.Namespace) -> int:
     bar = None if args.quiet else ProgressBar(len(args.images), "segment")
     total = 0
     for i, (path, stem) in enumerate(zip(args.images, _unique_stems(args.images), strict=True)):
-        rgb = read_rgb(path)
-        if args.method == "paper":
+        if args.method != "paper" and (args.tile is not None or is_large_image(path)):
+            n = _segment_tiled(path, stem, out, args)
+            total += n
+            summary = f"{path.name}: {n} cells (in tiles)"
+        elif args.method == "paper":
+            rgb = read_rgb(path)
             mask, segmented = segment_paper(rgb)
             write_image(out / f"{stem}_mask.png", mask.astype(np.uint8) * 255)
             write_image(out / f"{stem}_segmented.png", segmented)
             summary = f"{path.name}: {mask.mean():.1%} of pixels selected"
         else:
+            rgb = read_rgb(path)
             labels = label_cells(rgb, method=args.method)
             crops, table = extract_cells(rgb, labels, size=args.size)
-            crop_dir = out / f"{stem}_cells"
-            names = []
-            for crop, lab in zip(crops, table["label"], strict=True):
-                name = f"{stem}_cell_{int(lab):03d}.{args.crop_format}"
-                write_image(crop_dir / name, crop)
-                names.append(f"{crop_dir.name}/{name}")
-            table.insert(0, "image", str(path))
-            table["crop"] = names
+            names = _write_crops(out, stem, crops, table["label"], args.crop_format)
+            _write_table(out, stem, path, table, names)
             write_tiff(out / f"{stem}_labels.tif", labels)
-            write_csv(out / f"{stem}_cells.csv", table)
             total += len(table)
             summary = f"{path.name}: {len(table)} cells"
         if bar is not None:
@@ -116,3 +127,48 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"paper masks of {len(args.images)} images written to {out}")
     return 0
+
+
+def _write_crops(out: Path, stem: str, crops, labels, crop_format: str) -> list[str]:
+    """Write ``NAME_cells/NAME_cell_<label>.<format>``; return the names for the table."""
+    from allnet_core.io import write_image
+
+    crop_dir = out / f"{stem}_cells"
+    names = []
+    for crop, lab in zip(crops, labels, strict=True):
+        name = f"{stem}_cell_{int(lab):03d}.{crop_format}"
+        write_image(crop_dir / name, crop)
+        names.append(f"{crop_dir.name}/{name}")
+    return names
+
+
+def _write_table(out: Path, stem: str, path: Path, table, names: list[str]) -> None:
+    """Write ``NAME_cells.csv``: the image, the cell table and the crop files."""
+    from allnet_core.io import write_csv
+
+    table = table.copy()
+    table.insert(0, "image", str(path))
+    table["crop"] = names
+    write_csv(out / f"{stem}_cells.csv", table)
+
+
+def _segment_tiled(path: Path, stem: str, out: Path, args: argparse.Namespace) -> int:
+    """Segment one image in tiles: ``NAME_labels.zarr``, crops, ``NAME_cells.csv``.
+
+    The crops are cut and written tile by tile, so memory never holds them all."""
+    import pandas as pd
+
+    from allnet_core.segmentation.tiled import TILE, label_cells_tiled, tiled_cell_crops
+
+    seg = label_cells_tiled(path, tile=args.tile or TILE, method=args.method,
+                            out=out / f"{stem}_labels.zarr")
+    tables, names = [seg.table.iloc[:0]], []
+    for crops, rows in tiled_cell_crops(path, seg.labels, seg.table, size=args.size):
+        names += _write_crops(out, stem, crops, rows["label"], args.crop_format)
+        tables.append(rows)
+    if seg.cut:
+        print(f"{path.name}: {seg.cut} cell(s) larger than the tiles' overlap "
+              f"({seg.overlap} px) may be cut; give a larger --tile", file=sys.stderr)
+    table = pd.concat(tables, ignore_index=True)
+    _write_table(out, stem, path, table, names)
+    return len(table)

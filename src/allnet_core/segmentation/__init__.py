@@ -48,6 +48,8 @@ The package, one job per module:
 - :mod:`~allnet_core.segmentation.paper`: saturation and the paper's rule;
 - :mod:`~allnet_core.segmentation.labels`: masks and instance labels by any method;
 - :mod:`~allnet_core.segmentation.cells`: the cell table, the crop geometry and the crops;
+- :mod:`~allnet_core.segmentation.tiled`: images too large for memory, segmented in tiles
+  with overlap, each cell owned by the one tile whose core holds its centroid;
 - private modules, in the order the auto method runs them: ``_params`` (its parameters),
   ``_scale`` (red-cell size, reduction factor, area floor), ``_thresholds``, ``_nuclei``,
   ``_cytoplasm``, ``_split``, ``_cutout``, ``_refine`` and ``_pipeline`` (the driver), on
@@ -67,19 +69,29 @@ from allnet_core.segmentation.cells import (
 )
 from allnet_core.segmentation.labels import METHODS, label_cells, segment_wbc
 from allnet_core.segmentation.paper import saturation, segment_paper
+from allnet_core.segmentation.tiled import (
+    TiledLabels,
+    label_cells_tiled,
+    tile_overlap,
+    tiled_cell_crops,
+)
 
 __all__ = [
     "CELL_COLUMNS",
     "METHODS",
     "AutoParams",
     "CropGeometry",
+    "TiledLabels",
     "cell_table",
     "crop_geometry",
     "empty_cell_table",
     "extract_cells",
     "label_cells",
+    "label_cells_tiled",
     "saturation",
     "segment_paper",
     "segment_wbc",
+    "tile_overlap",
+    "tiled_cell_crops",
     "whole_cell",
 ]
