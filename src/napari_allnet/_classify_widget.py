@@ -27,8 +27,15 @@ from magicgui.widgets import CheckBox, ComboBox, FileEdit, Label, PushButton, cr
 
 from napari_allnet import _session as session
 from napari_allnet._colors import ALL_COLOR, HEM_COLOR, class_colormap, gradcam_colormap
-from napari_allnet._common import LayerProblem, layer_rgb, place_like, upsert_layer
+from napari_allnet._common import (
+    LayerProblem,
+    layer_rgb,
+    lazy_layer_rgb,
+    place_like,
+    upsert_layer,
+)
 from napari_allnet._job_widget import JobWidget, wrap_text
+from napari_allnet._large import classify_large_layer
 
 if TYPE_CHECKING:
     import napari
@@ -165,15 +172,17 @@ class ClassifyWidget(JobWidget):
             return
         image = self.image.value
         try:
-            rgb = layer_rgb(image, "Classify cells")
-            labels = self._labels_for(rgb)
+            lazy = lazy_layer_rgb(image, "Classify cells")  # a large layer: in tiles
+            rgb = layer_rgb(image, "Classify cells") if lazy is None else lazy
+            labels = self._labels_for(rgb) if lazy is None else self._no_labels()
             model = self._model_path()
         except LayerProblem as exc:
             self._refuse(exc, status="Cannot classify: see the notification")
             return
         self.status.value = ("Classifying..." if self.client.is_alive()
                              else "Starting the worker...")
-        self._launch(run_classification, self.client, rgb, labels, model, self.tta.value,
+        job = run_classification if lazy is None else classify_large_layer
+        self._launch(job, self.client, rgb, labels, model, self.tta.value,
                      self.gradcam.value, yielded=self._on_event,
                      returned=lambda r: self._show(image, r), progress=0, cancellable=True)
 
@@ -188,6 +197,12 @@ class ClassifyWidget(JobWidget):
                 f"image is {rgb.shape[0]}x{rgb.shape[1]}; choose matching layers or leave "
                 "'cells' empty to segment automatically.")
         return data
+
+    def _no_labels(self) -> None:
+        """A large image is segmented by the worker: refuse a chosen labels layer."""
+        if self.labels.value is not None:
+            raise LayerProblem("Classify cells: the image is large (tiled); leave 'cells' "
+                               "empty, it is segmented in tiles by the worker.")
 
     def _on_event(self, event: dict[str, Any]) -> None:
         kind = event.get("kind")

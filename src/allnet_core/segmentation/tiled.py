@@ -49,6 +49,7 @@ TILE = 2048
 #: The overlap in red-cell radii (see the module's overlap rule).
 OVERLAP_RBC_RADII = 8.0
 _FALLBACK_OVERLAP = 256
+_PAPER = ("low", "high", "space")
 _SAMPLE = 2048
 
 
@@ -227,8 +228,9 @@ def label_cells_tiled(image, *, tile: int = TILE, overlap: int | None = None, ou
     progress : callable, optional
         Receives ``{"kind": "tile", "done", "total"}`` per segmented tile.
     **params
-        Parameters of the auto method (:class:`AutoParams`); ``downscale`` defaults to
-        the one chosen on a sample of the image.
+        Parameters of :func:`~allnet_core.segmentation.label_cells`: those of the auto
+        method (:class:`AutoParams`; ``downscale`` defaults to the one chosen on a sample
+        of the image) and the paper method's ``low``, ``high``, ``space``.
 
     Returns
     -------
@@ -245,7 +247,7 @@ def label_cells_tiled(image, *, tile: int = TILE, overlap: int | None = None, ou
         raise ConfigError(f"tile must be at least 64 pixels, got {tile}")
     lazy = open_rgb_lazy(image)
     shape = tuple(lazy.shape[:2])
-    p = AutoParams.from_overrides(params)
+    p = AutoParams.from_overrides({k: v for k, v in params.items() if k not in _PAPER})
     if overlap is None:
         overlap = tile_overlap(lazy, p.black_level)
     if overlap < 0:

@@ -15,7 +15,8 @@ from typing import Any
 from allnet_core.errors import ConfigError
 from allnet_core.progress import CancelToken
 
-__all__ = ["Handler", "ModelCache", "classify", "device_info", "handlers", "train"]
+__all__ = ["Handler", "ModelCache", "classify", "classify_large_job", "device_info", "handlers",
+           "train"]
 
 #: A job handler: ``handler(request, progress, cancel) -> result``.
 Handler = Callable[[dict[str, Any], Callable[[dict[str, Any]], None], CancelToken],
@@ -73,6 +74,7 @@ def classify(request, progress, cancel, *, models: ModelCache) -> dict[str, Any]
     import numpy as np
 
     from allnet_core.io import read_rgb, write_csv, write_tiff
+    from allnet_core.io_lazy import is_large_image
 
     if "image_paths" in request:
         return classify_files(request, progress, cancel, models=models)
@@ -81,6 +83,8 @@ def classify(request, progress, cancel, *, models: ModelCache) -> dict[str, Any]
     model = required(request, "model")
     tta = bool(request.get("tta", False))
     gradcam = bool(request.get("gradcam", False))
+    if not request.get("labels_path") and is_large_image(image_path):
+        return classify_large_job(request, progress, cancel, models=models)
     rgb = read_rgb(image_path)
     labels = _read_labels(request, rgb.shape[:2], image_path)
     progress({"kind": "stage", "stage": "loading model", "model": model})
@@ -106,6 +110,27 @@ def classify(request, progress, cancel, *, models: ModelCache) -> dict[str, Any]
         "heatmap_path": None if heatmap_path is None else str(heatmap_path),
         "n_cells": len(res.table),
     }
+
+
+def classify_large_job(request, progress, cancel, *, models: ModelCache) -> dict[str, Any]:
+    """A ``classify`` job on an image too large for memory (a ``.zarr`` folder, say):
+    segmented in tiles, labels written as ``out_dir/labels.zarr`` (chunked), no Grad-CAM.
+    See :func:`allnet_core.inference.classify_large`."""
+    from allnet_core.inference import classify_large
+    from allnet_core.io import write_csv
+    from allnet_core.model.predict import DEFAULT_BATCH
+
+    out_dir = Path(request["out_dir"])
+    progress({"kind": "stage", "stage": "loading model", "model": request["model"]})
+    classifier = models.load(request["model"])
+    progress({"kind": "stage", "stage": "segmenting in tiles"})
+    res = classify_large(classifier, request["image_path"], labels_dir=out_dir, name="labels",
+                         tta=bool(request.get("tta", False)),
+                         batch_size=int(request.get("batch_size") or DEFAULT_BATCH),
+                         progress=progress, cancel=cancel)
+    return {"labels_path": str(res.labels_path),
+            "table_path": str(write_csv(out_dir / "cells.csv", res.table)),
+            "heatmap_path": None, "n_cells": len(res.table)}
 
 
 def classify_files(request, progress, cancel, *, models: ModelCache) -> dict[str, Any]:
