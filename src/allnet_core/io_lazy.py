@@ -95,7 +95,7 @@ def open_rgb_lazy(source, chunk: int = _CHUNK):
         A TIFF, ``.zarr`` or other image file; or a dask, zarr or numpy array (``HxWx3``,
         ``HxWx4`` or channel-first ``3xHxW``).
     chunk : int
-        Side of the dask chunks when the storage's own are over 4x larger or smaller.
+        Side of the dask chunks when the storage's own are not 256 to 4096 on a side.
 
     Returns
     -------
@@ -128,16 +128,16 @@ def open_rgb_lazy(source, chunk: int = _CHUNK):
 
 
 def _as_dask(array, chunks):
-    """``array`` as a dask array with chunks of about ``chunks`` (its own when close)."""
+    """``array`` as a dask array: its storage's chunks when they are 256 to 4096 pixels
+    on a side (a region then reads only the chunks it touches), else ``chunks``."""
     import dask.array as da
 
     if isinstance(array, da.Array):
         return array
     own = getattr(array, "chunks", None)
-    if isinstance(own, tuple) and all(isinstance(c, int) for c in own):
-        ratio = np.prod(own[:2]) / np.prod(chunks[:2])
-        if 0.25 <= ratio <= 4:
-            chunks = own
+    if (isinstance(own, tuple) and all(isinstance(c, int) for c in own)
+            and all(256 <= c <= 4096 for c in own[:2])):
+        chunks = own
     return da.from_array(array, chunks=chunks, asarray=False, fancy=False)
 
 

@@ -57,7 +57,7 @@ def register(subparsers) -> None:
     p.add_argument("--tile", type=int, default=None, metavar="SIZE",
                    help="segment in tiles of SIZE pixels with overlap, labels to "
                    "NAME_labels.zarr (default: only images over 8192x8192 and .zarr arrays, "
-                   "in tiles of 2048)")
+                   "in tiles of 4096)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 

@@ -45,7 +45,7 @@ __all__ = ["OVERLAP_RBC_RADII", "TILE", "TiledLabels", "label_cells_tiled", "til
            "tiled_cell_crops"]
 
 #: Default side of a tile's core (pixels).
-TILE = 2048
+TILE = 4096
 #: The overlap in red-cell radii (see the module's overlap rule).
 OVERLAP_RBC_RADII = 8.0
 _FALLBACK_OVERLAP = 256
@@ -111,11 +111,16 @@ def tile_overlap(image, black_level: int = 10) -> int:
     int
         Pixels; 256 when no red cells can be measured.
     """
+    return _overlap_of(_sample(image), black_level)
+
+
+def _overlap_of(sample: np.ndarray, black_level: int) -> int:
+    """:func:`tile_overlap` from the sample region."""
     from allnet_core.segmentation._features import bright_background
     from allnet_core.segmentation._scale import DOWNSCALE_PERCENTILE, red_cell_radius
 
     step = 4
-    sample = _sample(image)[::step, ::step]
+    sample = sample[::step, ::step]
     valid, t_g, has_background = bright_background(sample, black_level)
     radius = None
     if has_background:
@@ -224,7 +229,8 @@ def label_cells_tiled(image, *, tile: int = TILE, overlap: int | None = None, ou
     method : {"auto", "otsu", "paper"}
     num_workers : int, optional
         Tiles segmented at once (threads); default the CPU count. Peak memory grows with
-        it: about 30 bytes per pixel of a padded tile per thread.
+        it, by about 20 bytes per pixel of a padded tile per thread (some 0.4 GB for the
+        default tile); see ``benchmarks/tiled_segmentation.py``.
     progress : callable, optional
         Receives ``{"kind": "tile", "done", "total"}`` per segmented tile.
     **params
@@ -248,12 +254,13 @@ def label_cells_tiled(image, *, tile: int = TILE, overlap: int | None = None, ou
     lazy = open_rgb_lazy(image)
     shape = tuple(lazy.shape[:2])
     p = AutoParams.from_overrides({k: v for k, v in params.items() if k not in _PAPER})
+    sample = _sample(lazy) if overlap is None or p.downscale is None else None
     if overlap is None:
-        overlap = tile_overlap(lazy, p.black_level)
+        overlap = _overlap_of(sample, p.black_level)
     if overlap < 0:
         raise ConfigError(f"overlap must be >= 0, got {overlap}")
     if method == "auto" and p.downscale is None:
-        params = {**params, "downscale": choose_downscale(_sample(lazy), p)}
+        params = {**params, "downscale": choose_downscale(sample, p)}
     boxes = _grid(*shape, int(tile))
     parts = _run_tasks([(_segment_tile, _Reader(lazy), b, int(overlap), shape, method, params)
                         for b in boxes], num_workers, progress, "tile")
