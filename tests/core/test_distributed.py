@@ -198,3 +198,27 @@ def test_killed_worker_is_replaced_and_nothing_is_lost(client, model_path, image
     client.wait_for_workers(2, timeout=120)
     new_pids = client.run(os.getpid)
     assert killed[0] not in new_pids.values() and len(new_pids) == 2
+
+
+def test_cli_on_a_running_cluster_resumes(client, model_path, images, reference, tmp_path,
+                                          capsys):
+    from allnet_core.cli import main
+
+    out = tmp_path / "cells.csv"
+    argv = ["classify", str(model_path), str(images), "--out", str(out),
+            "--scheduler", client.scheduler.address]
+    assert main(argv) == 0
+    table = pd.read_csv(out, keep_default_na=False)
+    _same_table(reference.cells, table)
+    captured = capsys.readouterr()
+    assert "2 worker(s)" in captured.err and "Per image" in captured.out
+    assert "broken.png" in captured.err  # recorded and reported, the run went on
+    assert main(argv) == 0  # a rerun: everything done but the broken file
+    err = capsys.readouterr().err
+    assert f"resuming: {len(reference.per_image)} of {len(reference.per_image) + 1}" in err
+    _same_table(reference.cells, pd.read_csv(out, keep_default_na=False))
+    assert main([*argv[:5], "--workers", "0"]) == 2
+    assert "--workers must be a positive integer" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse: one of --workers and --scheduler
+        main([*argv, "--workers", "2"])
+    assert "not allowed with argument" in capsys.readouterr().err

@@ -34,13 +34,22 @@ def plugin_name(model: dict) -> str:
 
 def local_cluster(n_workers: int, threads_per_worker: int = 1, **kwargs):
     """A ``LocalCluster`` of ``n_workers`` processes (each with a nanny that replaces it
-    if it dies), quiet and without a dashboard unless asked."""
+    if it dies), quiet and without a dashboard unless asked.
+
+    Each worker's numerical libraries (BLAS, OpenMP, TensorFlow's thread pools) use
+    ``threads_per_worker`` threads, so that N workers share the cores instead of each
+    starting one thread per core.
+    """
     from distributed import LocalCluster
 
+    threads = str(int(threads_per_worker))
+    env = {"OMP_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
+           "MKL_NUM_THREADS": threads, "TF_NUM_INTRAOP_THREADS": threads,
+           "TF_NUM_INTEROP_THREADS": "1", **kwargs.pop("env", {})}
     kwargs.setdefault("dashboard_address", None)
     kwargs.setdefault("silence_logs", 40)  # logging.ERROR
     return LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker,
-                        processes=True, **kwargs)
+                        processes=True, env=env, **kwargs)
 
 
 def run_on_cluster(client, model: dict, items: list[tuple], options: dict, *, store,
