@@ -27,13 +27,7 @@ from magicgui.widgets import CheckBox, ComboBox, FileEdit, Label, PushButton, cr
 
 from napari_allnet import _session as session
 from napari_allnet._colors import ALL_COLOR, HEM_COLOR, class_colormap, gradcam_colormap
-from napari_allnet._common import (
-    LayerProblem,
-    layer_rgb,
-    lazy_layer_rgb,
-    place_like,
-    upsert_layer,
-)
+from napari_allnet._common import LayerProblem, layer_pixels, place_like, upsert_layer
 from napari_allnet._job_widget import JobWidget, wrap_text
 from napari_allnet._large import classify_large_layer
 
@@ -172,16 +166,15 @@ class ClassifyWidget(JobWidget):
             return
         image = self.image.value
         try:
-            lazy = lazy_layer_rgb(image, "Classify cells")  # a large layer: in tiles
-            rgb = layer_rgb(image, "Classify cells") if lazy is None else lazy
-            labels = self._labels_for(rgb) if lazy is None else self._no_labels()
+            rgb, lazy = layer_pixels(image, "Classify cells")  # a large layer: in tiles
+            labels = self._no_labels() if lazy else self._labels_for(rgb)
             model = self._model_path()
         except LayerProblem as exc:
             self._refuse(exc, status="Cannot classify: see the notification")
             return
         self.status.value = ("Classifying..." if self.client.is_alive()
                              else "Starting the worker...")
-        job = run_classification if lazy is None else classify_large_layer
+        job = classify_large_layer if lazy else run_classification
         self._launch(job, self.client, rgb, labels, model, self.tta.value,
                      self.gradcam.value, yielded=self._on_event,
                      returned=lambda r: self._show(image, r), progress=0, cancellable=True)

@@ -11,7 +11,8 @@ import numpy as np
 from allnet_core.errors import AllnetError, ImageReadError
 
 __all__ = [
-    "LayerProblem", "default_of", "layer_rgb", "lazy_layer_rgb", "place_like", "upsert_layer",
+    "LayerProblem", "default_of", "layer_pixels", "layer_rgb", "lazy_layer_rgb", "place_like",
+    "upsert_layer",
 ]
 
 
@@ -34,6 +35,13 @@ def layer_rgb(layer, task: str) -> np.ndarray:
         return _as_rgb(data, layer.name)
     except ImageReadError as exc:
         raise LayerProblem(f"{task}: {exc}") from exc
+
+
+def layer_pixels(layer, task: str):
+    """``(pixels, lazy)``: a large layer's lazy dask array (:func:`lazy_layer_rgb`) and
+    True, or the in-memory pixels (:func:`layer_rgb`) and False."""
+    lazy = lazy_layer_rgb(layer, task)
+    return (lazy, True) if lazy is not None else (layer_rgb(layer, task), False)
 
 
 def lazy_layer_rgb(layer, task: str):

@@ -11,13 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import CheckBox, ComboBox, PushButton, SpinBox, create_widget
 
-from napari_allnet._common import (
-    LayerProblem,
-    default_of,
-    layer_rgb,
-    lazy_layer_rgb,
-    place_like,
-)
+from napari_allnet._common import LayerProblem, default_of, layer_pixels, place_like
 from napari_allnet._job_widget import JobWidget
 from napari_allnet._large import segment_large_layer
 
@@ -95,17 +89,15 @@ class SegmentWidget(JobWidget):
             return
         layer = self.image.value
         try:
-            lazy = lazy_layer_rgb(layer, "Segment cells")  # a large layer: in tiles
-            rgb = layer_rgb(layer, "Segment cells") if lazy is None else lazy
+            rgb, lazy = layer_pixels(layer, "Segment cells")  # a large layer: in tiles
         except LayerProblem as exc:
             self._refuse(exc, status="Cannot segment: see the notification")
             return
         params = {"method": self.method.value, "min_area": self.min_area.value or None,
                   "low": self.low.value, "high": self.high.value, "space": self.space.value,
                   "segmented": self.add_segmented.value}
-        self.status.value = f"Segmenting {layer.name}" + (" in tiles..." if lazy is not None
-                                                          else "...")
-        job = segment if lazy is None else segment_large_layer
+        self.status.value = f"Segmenting {layer.name}" + (" in tiles..." if lazy else "...")
+        job = segment_large_layer if lazy else segment
         self._launch(job, rgb, returned=lambda r: self._show(layer, r), **params)
 
     def _show(self, layer, result: dict[str, Any]) -> None:
