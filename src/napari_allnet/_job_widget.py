@@ -178,7 +178,8 @@ class JobWidget(Container):
         from napari.utils.notifications import show_error
 
         reason = self._reason(exc)
-        self.status.value = f"{self.failed_status}: {reason}"
+        first = reason.splitlines()[0] if reason else type(exc).__name__
+        self.status.value = f"{self.failed_status}: {first}"  # a log tail goes to the toast
         show_error(f"{self.failed_prefix or self.task}: {reason}")
 
     def _done(self) -> None:

@@ -118,7 +118,7 @@ def run_training(client, data: str, out: str, config: dict[str, Any], resume: bo
     if warnings:
         yield {"kind": "warnings", "warnings": warnings}
     yield {"kind": "stage", "stage": "starting the worker"}
-    info = client.call("device_info").get("result")
+    info = client.call("device_info", cancel=cancel).get("result")  # Cancel stops start-up
     if info is not None:
         yield {"kind": "device_info", **info}
     if cancel is not None and cancel.is_set():

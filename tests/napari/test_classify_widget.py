@@ -112,10 +112,14 @@ def test_cancel_classification(viewer_with_bccd, qtbot, tiny_model, notification
     widget.model_source.value = MODEL_FILE
     widget.model_file.value = tiny_model
     n_layers = len(viewer.layers)
+    widget.client.close()  # a cold worker: Cancel comes during its start-up
     widget.run()
     widget.cancel_button.native.click()
-    _wait(qtbot, widget)
+    assert widget.status.value == "Cancelling..."
+    _wait(qtbot, widget)  # within the client's start_grace, not its 20 s cancel_grace
     assert widget.status.value == "Cancelled"
+    infos = [text for level, text in notifications if level == "info"]
+    assert infos and "cancelled" in infos[-1]
     assert len(viewer.layers) == n_layers
     assert not [n for n in notifications if n[0] == "error"]
 
@@ -136,8 +140,10 @@ def test_killed_worker_is_reported_and_layers_unchanged(viewer_with_bccd, qtbot,
     _wait(qtbot, widget)
 
     errors = [text for level, text in notifications if level == "error"]
-    assert len(errors) == 1 and "SIGKILL" in errors[0], notifications
-    assert "failed" in widget.status.value
+    assert len(errors) == 1, notifications
+    assert "the worker process was killed (signal 9, SIGKILL)" in errors[0]
+    assert "cuInit" not in errors[0] and "cuda drivers" not in errors[0]  # no framework noise
+    assert "failed" in widget.status.value and "SIGKILL" in widget.status.value
     assert [layer.name for layer in viewer.layers] == list(before)
     for layer in viewer.layers:
         np.testing.assert_array_equal(layer.data, before[layer.name])

@@ -21,6 +21,7 @@ import threading
 from collections.abc import Generator, Iterator
 from typing import Any
 
+from allnet_core.backend import _NATIVE_NOISE
 from allnet_core.errors import AllnetError
 from allnet_core.progress import CancelLike
 from allnet_core.worker.protocol import (
@@ -65,6 +66,10 @@ class WorkerClient:
     cancel_grace : float
         Seconds a cancelled job may take to reach its next batch before the worker is
         terminated.
+    start_grace : float
+        The same while the job has not started its batches yet (the framework's start-up,
+        loading a model), which cannot stop half-way: a cancel then stops the worker
+        after this short wait instead of ``cancel_grace``.
     stderr_lines : int
         How many lines of the worker's stderr to keep for crash reports.
 
@@ -75,10 +80,12 @@ class WorkerClient:
     """
 
     def __init__(self, python: str | None = None, env: dict[str, str] | None = None,
-                 cancel_grace: float = 20.0, stderr_lines: int = 60):
+                 cancel_grace: float = 20.0, start_grace: float = 2.0,
+                 stderr_lines: int = 60):
         self.python = python or sys.executable
         self.env = dict(env or {})
         self.cancel_grace = float(cancel_grace)
+        self.start_grace = float(start_grace)
         self._stderr: collections.deque[str] = collections.deque(maxlen=stderr_lines)
         self._proc: subprocess.Popen | None = None
         self._messages: queue.Queue = queue.Queue()
@@ -86,6 +93,8 @@ class WorkerClient:
         self._lock = threading.RLock()
         self._job_id: str | None = None
         self._cancel_requested = False
+        self._batches_started = False  # the job has reported work beyond its start-up
+        self._grace_used = self.cancel_grace
         self._grace_timer: threading.Timer | None = None
 
     # ------------------------------------------------------------------ process
@@ -140,8 +149,11 @@ class WorkerClient:
             self._stderr.append(line.rstrip("\n"))
 
     def stderr_tail(self, n: int = 20) -> str:
-        """The last ``n`` lines the worker wrote to stderr."""
-        return "\n".join(list(self._stderr)[-n:])
+        """The last ``n`` lines the worker wrote to stderr, without the framework's
+        start-up chatter (CUDA probing on a CPU machine, oneDNN notes ...)."""
+        lines = [line for line in self._stderr
+                 if line.strip() and not _NATIVE_NOISE.search(line)]
+        return "\n".join(lines[-n:])
 
     def send(self, message: dict[str, Any]) -> None:
         """Write one request line to the worker (starting it if needed)."""
@@ -205,6 +217,7 @@ class WorkerClient:
                 raise AllnetError("the worker is busy with another job; wait or cancel it")
             self._job_id = job_id = f"{op}-{next(self._ids)}"
             self._cancel_requested = False
+            self._batches_started = False
         try:
             self.start()
             messages = self._messages
@@ -226,6 +239,8 @@ class WorkerClient:
                 if msg["kind"] == "error":
                     raise WorkerError(msg.get("message", "unknown error"),
                                       msg.get("error_type", ""), msg.get("traceback", ""))
+                if msg["kind"] == "progress" and _is_work(msg.get("event") or {}):
+                    self._batches_started = True
                 yield msg
                 if msg["kind"] in TERMINAL_KINDS:
                     return
@@ -298,12 +313,12 @@ class WorkerClient:
             code = None
         if self._cancel_requested:
             yield {"kind": "cancelled", "op": op,
-                   "message": f"{op} cancelled; the worker was stopped after "
-                              f"{self.cancel_grace:g} s"}
+                   "message": f"{op} cancelled; the worker process was stopped, as it could "
+                              f"not stop by itself within {self._grace_used:g} s"}
             return
         tail = self.stderr_tail()
         raise WorkerCrashed(
-            f"the worker process stopped during {op!r} ({_describe_exit(code)})"
+            f"{_describe_exit(code)} during {op!r}{_exit_hint(code)}"
             + (f"; last lines of its output:\n{tail}" if tail else ""),
             returncode=code, stderr_tail=tail,
         )
@@ -311,8 +326,10 @@ class WorkerClient:
     def cancel(self) -> None:
         """Ask the running job to stop at its next batch.
 
-        If it has not stopped after ``cancel_grace`` seconds, the worker process is
-        terminated (the job then ends as cancelled; the next job starts a new worker).
+        If it has not stopped after ``cancel_grace`` seconds (``start_grace`` while the
+        job is still starting: framework start-up and model loading cannot stop half-way),
+        the worker process is terminated: the job then ends as cancelled and the next job
+        starts a new worker.
         """
         with self._lock:
             if self._job_id is None or not self.is_alive():
@@ -321,18 +338,39 @@ class WorkerClient:
             self.send({"op": "cancel", "id": self._job_id})
             if self._grace_timer is None:
                 proc = self._proc
-                self._grace_timer = threading.Timer(self.cancel_grace, self._stop_process,
-                                                    args=(proc,))
+                grace = self.cancel_grace if self._batches_started else self.start_grace
+                self._grace_used = grace
+                self._grace_timer = threading.Timer(grace, self._stop_process, args=(proc,))
                 self._grace_timer.daemon = True
                 self._grace_timer.start()
 
 
+#: ``stage`` events of steps that cannot check the cancel token (a job is in its start-up
+#: until it reports anything else).
+STARTUP_STAGES = ("loading model",)
+
+
+def _is_work(event: dict[str, Any]) -> bool:
+    """True for a progress event that shows the job past its start-up, where it checks
+    the cancel token between batches."""
+    return not (event.get("kind") == "stage" and event.get("stage") in STARTUP_STAGES)
+
+
 def _describe_exit(code: int | None) -> str:
+    """What happened to the worker process, from its return code."""
     if code is None:
-        return "it did not exit"
+        return "the worker process stopped answering and did not exit"
     if code < 0:
         try:
-            return f"killed by signal {signal.Signals(-code).name}"
+            name = signal.Signals(-code).name
         except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit code {code}"
+            return f"the worker process was killed (signal {-code})"
+        return f"the worker process was killed (signal {-code}, {name})"
+    return f"the worker process exited with code {code}"
+
+
+def _exit_hint(code: int | None) -> str:
+    """A likely cause, where the return code suggests one."""
+    if code == -signal.SIGKILL:
+        return "; the system's out-of-memory killer sends SIGKILL: was memory short?"
+    return ""
