@@ -233,3 +233,22 @@ def test_summary_table_keeps_the_dock_narrow(train_widget):
     assert widget.native.minimumSizeHint().width() <= 400
     table = widget.summary.native
     assert table.height() >= sum(table.rowHeight(r) for r in range(table.rowCount()))
+
+
+@pytest.mark.parametrize("core, widget_words", [
+    ("only 2 ALL subjects, but a hold-out plus 9 folds needs at least 10 subjects of each "
+     "class; use --folds 3", "set 'folds' to 3"),
+    ("add data or use --split image (not subject-disjoint)", "set 'split by' to image"),
+    ("training cancelled during fold 1 (epochs 1-2 of it are saved); continue with "
+     "`allnet train ... --out /tmp/run --resume`", "continue: tick 'resume' and press Start"),
+    ("/tmp/run already holds a training run; continue it with --resume or choose another "
+     "--out", "continue it with 'resume' ticked or choose another 'run folder'"),
+    ("/tmp/run was started with profile 'paper', not 'quick'; resume it without --profile",
+     "resume it with the run's own 'profile'"),
+])
+def test_core_messages_in_the_widgets_words(core, widget_words):
+    from napari_allnet._train_widget import flag_labels
+    from napari_allnet._wording import in_field_words
+
+    text = in_field_words(core, flag_labels(), ticks=("resume",))
+    assert widget_words in text and "--" not in text and "allnet train" not in text
