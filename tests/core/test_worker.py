@@ -299,3 +299,32 @@ def test_classify_checks_cancel_right_after_loading_the_model(tmp_path):
         jobs.classify(request, events.append, token, models=SlowModels())
     assert [e.get("stage") for e in events] == ["loading model"]
     assert not (tmp_path / "out").exists()
+
+
+def test_a_worker_dying_at_start_is_reported_not_replaced_mid_job():
+    """If the worker dies between its start and the job's request, the job reports that
+    process's exit; no second worker is started behind the job's back (it used to get
+    the request while the client waited on the dead one's output, then 'did not exit')."""
+    from allnet_core.worker import WorkerClient, WorkerCrashed
+
+    class DiesAtFirstStart(WorkerClient):
+        starts = 0
+
+        def start(self):
+            fresh = not self.is_alive()
+            super().start()
+            if fresh:
+                type(self).starts += 1
+                if type(self).starts == 1:
+                    self._proc.kill()
+                    self._proc.wait()
+
+    client = DiesAtFirstStart()
+    try:
+        with pytest.raises(WorkerCrashed, match=r"killed \(signal 9, SIGKILL\) during 'ping'"):
+            list(client.stream("ping"))
+        assert DiesAtFirstStart.starts == 1
+        assert client.ping()["kind"] == "pong"  # the next request starts a fresh worker
+        assert DiesAtFirstStart.starts == 2
+    finally:
+        client.close()

@@ -157,12 +157,10 @@ class WorkerClient:
 
     def send(self, message: dict[str, Any]) -> None:
         """Write one request line to the worker (starting it if needed)."""
-        self.start()
-        try:
-            self._proc.stdin.write(encode_request(message) + "\n")
-            self._proc.stdin.flush()
-        except (BrokenPipeError, OSError, ValueError):
-            pass  # the process is gone; stream() reports it from the exit code
+        with self._lock:
+            self.start()
+            proc = self._proc
+        _write(proc, message)
 
     def close(self, timeout: float = 5.0) -> None:
         """Ask the worker to exit; terminate, then kill it if it does not."""
@@ -171,7 +169,7 @@ class WorkerClient:
             if proc is None:
                 return
             if proc.poll() is None:
-                self.send({"op": "shutdown"})
+                _write(proc, {"op": "shutdown"})
                 try:
                     proc.wait(timeout)
                 except subprocess.TimeoutExpired:
@@ -219,9 +217,10 @@ class WorkerClient:
             self._cancel_requested = False
             self._batches_started = False
         try:
-            self.start()
-            messages = self._messages
-            self.send({"id": job_id, "op": op, **fields})
+            with self._lock:  # the job's process: a worker that dies now is reported, not
+                self.start()  # silently replaced by a fresh one that gets the job
+                proc, messages = self._proc, self._messages
+            _write(proc, {"id": job_id, "op": op, **fields})
             while True:
                 try:
                     msg = messages.get(timeout=0.1)
@@ -232,7 +231,7 @@ class WorkerClient:
                 if msg is None:
                     continue
                 if msg is _EOF:
-                    yield from self._ended_without_answer(op)
+                    yield from self._ended_without_answer(op, proc)
                     return
                 if msg.get("id") != job_id:
                     continue  # "ready", stale pongs
@@ -278,8 +277,8 @@ class WorkerClient:
             if self._job_id is not None:
                 raise AllnetError("the worker is busy; ping it when the job has ended")
             self.start()
-            messages, rid = self._messages, f"ping-{next(self._ids)}"
-            self.send({"op": "ping", "id": rid})
+            proc, messages, rid = self._proc, self._messages, f"ping-{next(self._ids)}"
+            _write(proc, {"op": "ping", "id": rid})
             try:
                 while True:
                     msg = messages.get(timeout=timeout)
@@ -305,8 +304,8 @@ class WorkerClient:
             last = msg
         return last
 
-    def _ended_without_answer(self, op: str) -> Iterator[dict[str, Any]]:
-        proc = self._proc
+    def _ended_without_answer(self, op: str,
+                              proc: subprocess.Popen) -> Iterator[dict[str, Any]]:
         try:
             code = proc.wait(10) if proc is not None else None
         except subprocess.TimeoutExpired:
@@ -335,7 +334,7 @@ class WorkerClient:
             if self._job_id is None or not self.is_alive():
                 return
             self._cancel_requested = True
-            self.send({"op": "cancel", "id": self._job_id})
+            _write(self._proc, {"op": "cancel", "id": self._job_id})
             if self._grace_timer is None:
                 proc = self._proc
                 grace = self.cancel_grace if self._batches_started else self.start_grace
@@ -343,6 +342,15 @@ class WorkerClient:
                 self._grace_timer = threading.Timer(grace, self._stop_process, args=(proc,))
                 self._grace_timer.daemon = True
                 self._grace_timer.start()
+
+
+def _write(proc: subprocess.Popen, message: dict[str, Any]) -> None:
+    """Write one request line to ``proc`` (never starts a process)."""
+    try:
+        proc.stdin.write(encode_request(message) + "\n")
+        proc.stdin.flush()
+    except (BrokenPipeError, OSError, ValueError):
+        pass  # the process is gone; stream() reports it from the exit code
 
 
 #: ``stage`` events of steps that cannot check the cancel token (a job is in its start-up
