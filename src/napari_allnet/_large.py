@@ -49,7 +49,8 @@ def segment_large_layer(image, method: str = "auto", min_area: float | None = No
                         segmented: bool = False) -> dict[str, Any]:
     """:func:`napari_allnet._segment_widget.segment` for a lazy image: in tiles.
 
-    ``segmented`` (the paper-style masked image) is not made for a large image.
+    The segmented image (with ``segmented``) is lazy too: the image times the labelled
+    cells. There is no paper-rule summary (``paper`` is None).
     """
     from allnet_core.segmentation import label_cells_tiled
     from napari_allnet._segment_widget import _TABLE_COLUMNS
@@ -57,8 +58,13 @@ def segment_large_layer(image, method: str = "auto", min_area: float | None = No
     out = scratch_dir() / "labels.zarr"
     tiled = label_cells_tiled(image, method=method, out=out, min_area=min_area or None,
                               low=low, high=high, space=space)
-    return {"labels": lazy_labels(out), "table": tiled.table[list(_TABLE_COLUMNS)],
-            "segmented": None}
+    labels = lazy_labels(out)
+    masked = None
+    if segmented and len(tiled.table):
+        full = labels[0] if isinstance(labels, list) else labels
+        masked = image * (full > 0)[..., None].astype(image.dtype)
+    return {"labels": labels, "table": tiled.table[list(_TABLE_COLUMNS)],
+            "segmented": masked, "paper": None}
 
 
 def classify_large_layer(client, image, labels, model: str, tta: bool = False,

@@ -51,6 +51,7 @@ def test_segment_a_dask_layer_in_tiles(make_napari_viewer, qtbot, mosaic, notifi
     image, source = _dask_layer(viewer, mosaic)
     _, widget = viewer.window.add_plugin_dock_widget("napari-allnet", "Segment cells")
     widget.image.value = image
+    widget.add_segmented.value = True
     widget.run_button.native.click()
     qtbot.waitUntil(lambda: not widget.busy, timeout=120_000)
     assert not [n for n in notifications if n[0] == "error"], notifications
@@ -59,6 +60,8 @@ def test_segment_a_dask_layer_in_tiles(make_napari_viewer, qtbot, mosaic, notifi
     labels = np.asarray(layer.data)
     assert labels.max() == len(layer.features) == label_cells(mosaic).max()
     assert (labels > 0).sum() == (label_cells(mosaic) > 0).sum()
+    segmented = viewer.layers["slide segmented"].data  # lazy too: the cells on black
+    assert isinstance(segmented, da.Array) and segmented.shape == mosaic.shape
     # never read whole: the largest region read is a padded tile
     assert source.reads and max(source.reads) < 0.8 * mosaic.shape[0] * mosaic.shape[1]
 

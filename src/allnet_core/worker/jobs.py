@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from allnet_core.errors import ConfigError
-from allnet_core.progress import CancelToken
+from allnet_core.progress import CancelToken, check_cancel
 
 __all__ = ["Handler", "ModelCache", "classify", "classify_large_job", "device_info", "handlers",
            "train"]
@@ -89,6 +89,7 @@ def classify(request, progress, cancel, *, models: ModelCache) -> dict[str, Any]
     labels = _read_labels(request, rgb.shape[:2], image_path)
     progress({"kind": "stage", "stage": "loading model", "model": model})
     classifier = models.load(model)
+    check_cancel(cancel, "classification")  # loading cannot stop half-way: check right after
     progress({"kind": "stage", "stage": "classifying"})
     kwargs: dict[str, Any] = {"labels": labels, "tta": tta, "gradcam": gradcam,
                               "progress": progress, "cancel": cancel}
