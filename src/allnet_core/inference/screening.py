@@ -81,9 +81,10 @@ def screen(classifier, files: list[Path], options: dict, *, out, client, gradcam
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+    classified = set(per_image["source"])
     cams = [] if gradcam_dir is None else [
         Path(gradcam_dir) / n for n, src in zip(names, files, strict=True)
-        if str(src) in set(per_image["source"]) and (Path(gradcam_dir) / n).is_file()]
+        if str(src) in classified and (Path(gradcam_dir) / n).is_file()]
     result = make_result(cells, per_image, problems, cams)
     emit(progress, "done", images=len(result.per_image), cells=len(result.cells),
          skipped=len(result.problems))
