@@ -5,11 +5,12 @@ a result store), on ``--n`` BCCD smear fields (default 240), measured in one run
 
 * one process (the default path), the model loaded and warm;
 * a ``LocalCluster`` of ``--workers`` processes (default 2), each worker's model loaded
-  once and warm: images/s and the ratio to one process (goal >= 1.7x with 2 workers on 2
-  cores);
+  once and warm, with the default images per task and with one image per task: images/s
+  and the ratio to one process (goal >= 1.7x with 2 workers on 2 cores);
 * start-up costs paid once per run: the cluster, the model on every worker;
 * Dask's per-task overhead: the round trip of an empty task through the same
-  ``submit``/``as_completed`` loop, against the per-image work of one process.
+  ``submit``/``as_completed`` loop, and the CPU time that this process (client, scheduler,
+  result store) spends per one-image task, against the per-image work of one process.
 
 The model is an untrained ALLNet at ``--size`` (450, the paper's input, by default; weights
 do not change the speed). The machine's load average is printed before and after: other
@@ -55,10 +56,11 @@ def _task_overhead(client, n: int = 400) -> float:
     return (time.perf_counter() - t0) / n
 
 
-def _rate(fn, n: int) -> float:
-    t0 = time.perf_counter()
+def _timed(fn) -> tuple[float, float]:
+    """Wall seconds and this process's CPU seconds of ``fn()``."""
+    w, c = time.perf_counter(), time.process_time()
     fn()
-    return n / (time.perf_counter() - t0)
+    return time.perf_counter() - w, time.process_time() - c
 
 
 def main() -> int:
@@ -71,39 +73,49 @@ def main() -> int:
     if not root:
         raise SystemExit("set ALLNET_DATA_DIR (BCCD fields are needed)")
     fields = sorted((Path(root) / "bccd" / "JPEGImages").glob("*.jpg"))
-    warm, files = fields[-8:], fields[:args.n]
-    if len(files) < args.n or len(fields) < args.n + 8:
+    if len(fields) < args.n + 8:
         raise SystemExit(f"only {len(fields)} BCCD fields")
+    warm, files = fields[-8:], fields[:args.n]
 
     from distributed import Client
 
     from allnet_core.inference import Classifier, classify_images
-    from allnet_core.inference.distributed import local_cluster
+    from allnet_core.inference.distributed import IMAGES_PER_TASK, local_cluster
 
     tmp = Path(tempfile.mkdtemp(prefix="allnet-bench-"))
-    print(f"load average before: {os.getloadavg()}  cores: {os.cpu_count()}")
+    n = len(files)
+    print(f"{n} BCCD fields, ALLNet at {args.size}x{args.size}; load average before: "
+          f"{os.getloadavg()}, cores: {os.cpu_count()}")
     try:
         model = _model(args.size, tmp)
         clf = Classifier.load(model)
         classify_images(clf, warm, out=tmp / "warm1.parquet")
-        one = _rate(lambda: classify_images(clf, files, out=tmp / "one.parquet"), len(files))
-        print(f"one process:        {one:6.2f} images/s  ({1 / one:.3f} s per image)")
-
+        wall, _ = _timed(lambda: classify_images(clf, files, out=tmp / "one.parquet"))
+        one = n / wall
+        print(f"one process:              {one:6.2f} images/s  ({1e3 / one:.0f} ms per image)")
         t0 = time.perf_counter()
         with local_cluster(args.workers) as cluster, Client(cluster) as client:
             t_cluster = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            classify_images(model, warm, client=client, out=tmp / "warm2.parquet")
-            t_load = time.perf_counter() - t0
-            many = _rate(lambda: classify_images(model, files, client=client,
-                                                 out=tmp / "many.parquet"), len(files))
-            overhead = _task_overhead(client)
-        print(f"{args.workers} Dask workers:     {many:6.2f} images/s  "
-              f"ratio {many / one:.2f}x (goal >= 1.7x with 2 workers)")
-        print(f"start-up, once per run: cluster {t_cluster:.1f} s; model on every worker and "
-              f"the first {len(warm)} images {t_load:.1f} s")
-        print(f"Dask per-task overhead: {overhead * 1e3:.1f} ms per task = "
-              f"{overhead * one:.1%} of the per-image work ({1e3 / one:.0f} ms)")
+            t_load, _ = _timed(lambda: classify_images(model, warm, client=client,
+                                                       out=tmp / "warm2.parquet"))
+            rates = {}
+            for k in (None, 1):
+                wall, cpu = _timed(lambda k=k: classify_images(
+                    model, files, client=client, out=tmp / f"many{k}.parquet",
+                    images_per_task=k))
+                rates[k] = (n / wall, cpu)
+                label = (f"default ({min(IMAGES_PER_TASK, n // (4 * args.workers)) or 1})"
+                         if k is None else str(k))
+                print(f"{args.workers} Dask workers, {label:>11} images/task: {n / wall:6.2f} "
+                      f"images/s  ratio {n / wall / one:.2f}x (goal >= 1.7x with 2 workers); "
+                      f"client+scheduler CPU {1e3 * cpu / n:.0f} ms per image")
+            empty = _task_overhead(client)
+        print(f"start-up, once per run: cluster {t_cluster:.1f} s; the model on every worker "
+              f"and the first {len(warm)} images {t_load:.1f} s")
+        per_task = rates[1][1] / n
+        print(f"Dask per-task overhead: an empty task's round trip {empty * 1e3:.1f} ms; "
+              f"client+scheduler CPU per one-image task {per_task * 1e3:.0f} ms = "
+              f"{per_task * one:.0%} of the per-image work ({1e3 / one:.0f} ms in one process)")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"load average after:  {os.getloadavg()}")

@@ -183,7 +183,7 @@ def test_killed_worker_is_replaced_and_nothing_is_lost(client, model_path, image
 
     store = tmp_path / "cells.parquet"
     result = classify_images(model_path, [many], client=client, out=store,
-                             progress=progress)
+                             progress=progress, images_per_task=1)
     assert killed
     assert result.problems == [] and len(result.per_image) == 24
     per_field = reference.per_image.set_index(

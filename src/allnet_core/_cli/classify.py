@@ -51,8 +51,9 @@ def register(subparsers) -> None:
     where.add_argument("--scheduler", default=None, metavar="ADDRESS",
                        help="run on a running dask.distributed cluster, e.g. "
                        "tcp://10.0.0.5:8786 (its workers must see the images and the model)")
-    p.add_argument("--images-per-task", type=int, default=1, metavar="K",
-                   help="images per Dask task with --workers/--scheduler (1)")
+    p.add_argument("--images-per-task", type=int, default=None, metavar="K",
+                   help="images per Dask task with --workers/--scheduler (default: up to 8, "
+                   "fewer when that leaves under 4 tasks per worker)")
     p.set_defaults(func=run_classify)
 
 
@@ -149,7 +150,7 @@ def _dask_client(args: argparse.Namespace):
                           "pip install 'dask[distributed]'") from exc
     if args.scheduler is not None:
         with Client(args.scheduler, timeout="30s") as client:
-            print(f"dask: {len(client.scheduler_info()['workers'])} worker(s) at "
+            print(f"dask: {len(client.nthreads())} worker(s) at "
                   f"{args.scheduler}", file=sys.stderr)
             yield client
         return

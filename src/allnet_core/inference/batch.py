@@ -110,7 +110,7 @@ def classify_images(classifier, inputs, *, mode: str = "auto", tta: bool = False
                     gradcam_dir: str | os.PathLike | None = None, skip_bad: bool = False,
                     progress: ProgressCallback | None = None,
                     cancel: CancelLike | None = None, out: str | os.PathLike | None = None,
-                    client=None, images_per_task: int = 1) -> BatchResult:
+                    client=None, images_per_task: int | None = None) -> BatchResult:
     """Classify every white cell of many image files.
 
     Parameters
@@ -149,8 +149,10 @@ def classify_images(classifier, inputs, *, mode: str = "auto", tta: bool = False
         results stream there as they finish, and a rerun skips the images it holds.
     client : distributed.Client, optional
         Run as Dask tasks on this cluster (see :mod:`allnet_core.inference.distributed`).
-    images_per_task : int
-        Images per Dask task (with ``client``).
+    images_per_task : int, optional
+        Images per Dask task (with ``client``); default up to 8, fewer when that would
+        leave under 4 tasks per worker (see
+        :func:`~allnet_core.inference.distributed.run_on_cluster`).
 
     Returns
     -------

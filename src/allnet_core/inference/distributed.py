@@ -23,7 +23,10 @@ from pathlib import Path
 
 from allnet_core.progress import check_cancel, emit
 
-__all__ = ["local_cluster", "plugin_name", "run_on_cluster"]
+__all__ = ["IMAGES_PER_TASK", "local_cluster", "plugin_name", "run_on_cluster"]
+
+#: Default images per Dask task (fewer when there are few images per worker).
+IMAGES_PER_TASK = 8
 
 
 def plugin_name(model: dict) -> str:
@@ -53,7 +56,7 @@ def local_cluster(n_workers: int, threads_per_worker: int = 1, **kwargs):
 
 
 def run_on_cluster(client, model: dict, items: list[tuple], options: dict, *, store,
-                   gradcam_dir: Path | None, images_per_task: int = 1, progress=None,
+                   gradcam_dir: Path | None, images_per_task: int | None = None, progress=None,
                    cancel=None) -> None:
     """Classify ``items`` (``(path, sha256, gradcam_name)``) as Dask tasks into ``store``.
 
@@ -69,9 +72,12 @@ def run_on_cluster(client, model: dict, items: list[tuple], options: dict, *, st
     store : ResultStore
         Every completed task's tables are committed here at once.
     gradcam_dir : Path, optional
-    images_per_task : int
-        Images per task: 1 balances the load best; more amortise the per-task overhead
-        and pool single-cell images into fuller batches.
+    images_per_task : int, optional
+        Images per task. Fewer balance the load better; more amortise the per-task cost
+        (the scheduler's and this process's work for every task, measured in
+        ``benchmarks/screening_speed.py``) and pool the cells of several images into fuller
+        forward passes. Default: :data:`IMAGES_PER_TASK`, fewer when that would leave under
+        4 tasks per worker thread.
     progress, cancel
         As in :func:`~allnet_core.inference.classify_images`; cancelling drops the tasks
         not yet finished.
@@ -81,6 +87,9 @@ def run_on_cluster(client, model: dict, items: list[tuple], options: dict, *, st
     from allnet_core.errors import ConfigError
     from allnet_core.inference._dask_tasks import ClassifierPlugin, classify_batch
 
+    if images_per_task is None:
+        threads = max(1, sum(client.nthreads().values()))
+        images_per_task = max(1, min(IMAGES_PER_TASK, len(items) // (4 * threads)))
     if int(images_per_task) < 1:
         raise ConfigError(f"images_per_task must be a positive integer, got {images_per_task}")
     name = plugin_name(model)

@@ -44,7 +44,7 @@ def model_identity(classifier) -> dict:
 
 
 def screen(classifier, files: list[Path], options: dict, *, out, client, gradcam_dir,
-           skip_bad: bool, progress, cancel, images_per_task: int = 1):
+           skip_bad: bool, progress, cancel, images_per_task: int | None = None):
     """Classify ``files`` into a result store; see
     :func:`~allnet_core.inference.classify_images` for the parameters."""
     from allnet_core.inference.batch import make_result
