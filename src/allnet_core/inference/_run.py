@@ -99,13 +99,13 @@ class BatchRun:
 
         path = Path(path)
         if is_large_image(path):
+            self.flush()  # the images before it first: tables stay in input order
             table = classify_large(self.clf, path, labels_dir=self.labels_dir,
                                    name=sha256 or None, tta=self.tta,
                                    batch_size=self.batch_size, threshold=self.threshold,
                                    cancel=self.cancel).table
             self._finish(path, sha256, table, "smear")
-            if self.n_pending == 0:
-                self._commit()
+            self._commit()
             return
         rgb = read_rgb(path)
         labels, crops, table, used = image_cells(rgb, mode=self.mode)

@@ -87,6 +87,8 @@ def run_on_cluster(client, model: dict, items: list[tuple], options: dict, *, st
     from allnet_core.errors import ConfigError
     from allnet_core.inference._dask_tasks import ClassifierPlugin, classify_batch
 
+    if not items:  # everything is in the store already: no model to load
+        return
     if images_per_task is None:
         threads = max(1, sum(client.nthreads().values()))
         images_per_task = max(1, min(IMAGES_PER_TASK, len(items) // (4 * threads)))
