@@ -1,6 +1,7 @@
 """``allnet segment``: find white blood cells in images and cut them out.
 
-For every input image ``NAME.ext`` it writes into ``--out``:
+Inputs are image files and folders (searched recursively, the file finder of ``allnet
+classify``). For every image ``NAME.ext`` it writes into ``--out``:
 
 * ``--method auto`` (default) or ``otsu``: ``NAME_labels.tif`` (int32 instance labels),
   ``NAME_cells/NAME_cell_001.png ...`` (``--size`` square crops, black outside the cell)
@@ -9,7 +10,8 @@ For every input image ``NAME.ext`` it writes into ``--out``:
 * ``--method paper``: the paper's pipeline instead, ``NAME_mask.png`` (0/255) and
   ``NAME_segmented.png`` (the image times the mask).
 
-Every file is written atomically.
+Every file is written atomically. An unreadable image stops the run, or with ``--skip-bad``
+is listed at the end and skipped (exit code 0, as ``allnet classify``).
 """
 
 from __future__ import annotations
@@ -23,14 +25,21 @@ _METHODS = ("auto", "otsu", "paper")
 
 
 def register(subparsers) -> None:
+    from allnet_core._cli._help import HelpFormatter, examples
+
     p = subparsers.add_parser(
         "segment",
         help="segment white blood cells and write labels, crops and a table",
         description="Find white blood cells in images and cut them out."
         " Writes NAME_labels.tif, NAME_cells/*.png and NAME_cells.csv per input "
         "(with --method paper: NAME_mask.png and NAME_segmented.png).",
+        formatter_class=HelpFormatter, epilog=examples(
+            "allnet segment smear_01.jpg --out seg/",
+            "allnet segment smears/ --out seg/ --skip-bad      # a folder, searched recursively",
+            "allnet segment smears/ --out seg/ --method paper  # the paper's mask and image"),
     )
-    p.add_argument("images", nargs="+", metavar="IMAGE", type=Path, help="input images")
+    p.add_argument("images", nargs="+", metavar="INPUT", type=Path,
+                   help="image files or folders (searched recursively)")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
     p.add_argument(
         "--method",
@@ -48,7 +57,10 @@ def register(subparsers) -> None:
         default="png",
         help="file format of the crops (default: png)",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="report unreadable images and go on (default: stop at the first)")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar and no line per image; only the final summary")
     p.set_defaults(func=run)
 
 
@@ -63,56 +75,74 @@ def _unique_stems(paths: list[Path]) -> list[str]:
     return out
 
 
-def run(args: argparse.Namespace) -> int:
+def _segment_one(path: Path, stem: str, out: Path, args: argparse.Namespace) -> tuple[str, int]:
+    """Segment one image and write its files; ``(summary line, cells)``."""
     import numpy as np
 
-    from allnet_core._cli._progress import ProgressBar
-    from allnet_core.errors import ConfigError, ImageReadError
     from allnet_core.io import read_rgb, write_csv, write_image, write_tiff
     from allnet_core.segmentation import extract_cells, label_cells, segment_paper
 
+    rgb = read_rgb(path)
+    if args.method == "paper":
+        mask, segmented = segment_paper(rgb)
+        write_image(out / f"{stem}_mask.png", mask.astype(np.uint8) * 255)
+        write_image(out / f"{stem}_segmented.png", segmented)
+        return f"{path.name}: {mask.mean():.1%} of pixels selected", 0
+    labels = label_cells(rgb, method=args.method)
+    crops, table = extract_cells(rgb, labels, size=args.size)
+    crop_dir = out / f"{stem}_cells"
+    names = []
+    for crop, lab in zip(crops, table["label"], strict=True):
+        name = f"{stem}_cell_{int(lab):03d}.{args.crop_format}"
+        write_image(crop_dir / name, crop)
+        names.append(f"{crop_dir.name}/{name}")
+    table.insert(0, "image", str(path))
+    table["crop"] = names
+    write_tiff(out / f"{stem}_labels.tif", labels)
+    write_csv(out / f"{stem}_cells.csv", table)
+    return f"{path.name}: {len(table)} cells", len(table)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``allnet segment``: every image of the inputs, a line or a bar per image."""
+    import sys
+
+    from allnet_core._cli._progress import ProgressBar
+    from allnet_core.errors import AllnetError, ConfigError, ImageReadError
+    from allnet_core.inference.batch import find_image_files
+
     if args.size < 1:
         raise ConfigError(f"--size must be a positive integer, got {args.size}")
-    for path in args.images:
-        if not path.is_file():
-            raise ImageReadError(path, "no such file")
+    files = find_image_files(args.images)  # before any work: a missing input fails fast
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
 
-    bar = None if args.quiet else ProgressBar(len(args.images), "segment")
-    total = 0
-    for i, (path, stem) in enumerate(zip(args.images, _unique_stems(args.images), strict=True)):
-        rgb = read_rgb(path)
-        if args.method == "paper":
-            mask, segmented = segment_paper(rgb)
-            write_image(out / f"{stem}_mask.png", mask.astype(np.uint8) * 255)
-            write_image(out / f"{stem}_segmented.png", segmented)
-            summary = f"{path.name}: {mask.mean():.1%} of pixels selected"
-        else:
-            labels = label_cells(rgb, method=args.method)
-            crops, table = extract_cells(rgb, labels, size=args.size)
-            crop_dir = out / f"{stem}_cells"
-            names = []
-            for crop, lab in zip(crops, table["label"], strict=True):
-                name = f"{stem}_cell_{int(lab):03d}.{args.crop_format}"
-                write_image(crop_dir / name, crop)
-                names.append(f"{crop_dir.name}/{name}")
-            table.insert(0, "image", str(path))
-            table["crop"] = names
-            write_tiff(out / f"{stem}_labels.tif", labels)
-            write_csv(out / f"{stem}_cells.csv", table)
-            total += len(table)
-            summary = f"{path.name}: {len(table)} cells"
+    bar = None if args.quiet else ProgressBar(len(files), "segment")
+    total, problems = 0, []
+    try:
+        for i, (path, stem) in enumerate(zip(files, _unique_stems(files), strict=True)):
+            try:
+                summary, cells = _segment_one(path, stem, out, args)
+            except ImageReadError as exc:
+                if not args.skip_bad:
+                    raise AllnetError(f"{exc}\n(stopped at file {i + 1} of {len(files)}; use "
+                                      "--skip-bad to report unreadable images and go on)") \
+                        from exc
+                problems.append(str(exc))
+                summary, cells = f"skipped {path.name}", 0
+            total += cells
+            if bar is not None:
+                bar.update(i + 1, summary)
+    finally:
         if bar is not None:
-            bar.update(i + 1, summary)
-        else:
-            print(summary)
-    if bar is not None:
-        bar.close()
-    if args.method != "paper":
-        print(f"{total} cells from {len(args.images)} images written to {out}")
-    else:
-        print(f"paper masks of {len(args.images)} images written to {out}")
+            bar.close()
+    for message in problems:
+        print(f"skipped: {message}", file=sys.stderr)
+    done = len(files) - len(problems)
+    what = f"{total} cells from {done} images" if args.method != "paper" else \
+        f"paper masks of {done} images"
+    skipped = f"; {len(problems)} unreadable file(s) skipped" if problems else ""
+    print(f"{what} written to {out}{skipped}")
     return 0
