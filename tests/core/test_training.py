@@ -242,10 +242,10 @@ def test_holdout_predictions_match_metrics(tiny_run):
 
     result, _, out = tiny_run
     pred = pd.read_csv(out / "holdout" / "predictions.csv")
-    m = binary_metrics(pred["label"], pred["p_all"])
+    m = binary_metrics(pred["true_class"], pred["p_all"])
     assert m["accuracy"] == pytest.approx(result.holdout["accuracy"])
     splits = pd.read_csv(out / "splits.csv")
-    assert set(pred["path"]) == set(splits.loc[splits["role"] == "holdout", "path"])
+    assert set(pred["source"]) == set(splits.loc[splits["role"] == "holdout", "path"])
 
 
 def test_progress_events(tiny_run):

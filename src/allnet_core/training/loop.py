@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from allnet_core.classes import NEGATIVE_CLASS, POSITIVE_CLASS
 from allnet_core.datasets.table import as_table
 from allnet_core.errors import CancelledError, ModelError
 from allnet_core.io import atomic_write, write_csv, write_json
@@ -172,7 +171,7 @@ def _finish_fold(run: _Run, fold: int, fold_dir: Path, state: dict) -> dict[str,
 
 
 def _score_holdout(run: _Run, splits: pd.DataFrame, best_fold: int) -> dict[str, Any]:
-    from allnet_core.metrics import binary_metrics, per_subject_summary
+    from allnet_core.metrics import binary_metrics, per_subject_summary, prediction_table
 
     check_cancel(run.cancel, "training")
     hold = _role_table(splits, "holdout")
@@ -182,8 +181,7 @@ def _score_holdout(run: _Run, splits: pd.DataFrame, best_fold: int) -> dict[str,
     p = predict_p_all(model, hold, run.config)
     metrics = binary_metrics(hold["label"].to_numpy(), p)
     metrics.update(fold=best_fold, model=str(model_path.relative_to(run.run_dir)))
-    predictions = hold[["path", "subject", "label"]].assign(
-        p_all=p, predicted=np.where(p >= 0.5, POSITIVE_CLASS, NEGATIVE_CLASS))
+    predictions = prediction_table(hold, p)
     out = run.run_dir / "holdout"
     write_csv(out / "predictions.csv", predictions)
     write_csv(out / "per_subject.csv", per_subject_summary(predictions))
