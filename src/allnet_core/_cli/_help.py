@@ -8,6 +8,11 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+#: Help of ``--classes`` (``data check``, ``train``, ``evaluate``): the class mapping of
+#: :func:`allnet_core.datasets.parse_class_map`.
+CLASSES_HELP = ("class folder names beyond all/hem/blast/normal/...: NAME=ALL,NAME=HEM "
+                "(case-insensitive), or a file with one NAME=CLASS per line")
+
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Text without line breaks (a description) is wrapped to the terminal; text with line

@@ -14,12 +14,18 @@ from pathlib import Path
 
 def register(subparsers) -> None:
     """Add the ``classify`` command."""
+    from allnet_core._cli._help import HelpFormatter, examples
+
     p = subparsers.add_parser(
         "classify", help="classify the white cells of images (single cells or smear fields)",
         description="Classify every white blood cell of the given images as ALL or HEM and "
         "write one CSV row per cell. Single-cell images (a cell on a black background, like "
         "C-NMC's) are classified whole; smear fields are segmented first. A demo model trained "
-        "on synthetic data is not a diagnostic tool.")
+        "on synthetic data is not a diagnostic tool.",
+        formatter_class=HelpFormatter, epilog=examples(
+            "allnet classify runs/demo cells/ smear_01.jpg --out cells.csv",
+            "allnet classify runs/demo/fold_2/model.keras data/ --out cells.csv --skip-bad",
+            "allnet classify runs/demo smears/ --out cells.csv --tta --gradcam cams/"))
     p.add_argument("model", type=Path, help="a .keras model or a training run folder")
     p.add_argument("inputs", type=Path, nargs="+", metavar="INPUT",
                    help="image files or folders (searched recursively)")
