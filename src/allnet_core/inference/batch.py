@@ -233,9 +233,9 @@ class _BatchRun:
         self.n_pending = 0
 
     def _write_gradcam(self, path: Path, rgb, labels, crops, table, mode: str) -> None:
-        """Write ``<dir>/<name>_gradcam.png``: the image with its Grad-CAM overlaid."""
-        from allnet_core.inference.gradcam import overlay_heatmap
-        from allnet_core.io import write_image
+        """Write ``<dir>/<name>_gradcam.png``: the image with its Grad-CAM overlaid, the
+        cells outlined with their calls, and a colour bar."""
+        from allnet_core.inference.gradcam import write_gradcam_png
 
         _, field_map = self.clf.image_gradcam(crops, table, labels, mode,
                                               batch_size=self.batch_size, cancel=self.cancel)
@@ -246,7 +246,7 @@ class _BatchRun:
             name = f"{path.stem}_{k}_gradcam.png"
         self._names.add(name)
         self.gradcam_files.append(
-            write_image(self.gradcam_dir / name, overlay_heatmap(rgb, field_map)))
+            write_gradcam_png(self.gradcam_dir / name, rgb, field_map, labels, table))
 
     def result(self) -> BatchResult:
         import pandas as pd
