@@ -56,8 +56,7 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from allnet_core._cli.classify import overlay_heatmap
-    from allnet_core.inference import Classifier
+    from allnet_core.inference import Classifier, overlay_heatmap
     from allnet_core.io import atomic_write, read_rgb
     from allnet_core.synthetic import synth_cells
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +10,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from allnet_core.classes import CLASS_NAMES, NEGATIVE_CLASS, POSITIVE_CLASS
 from allnet_core.errors import ModelError
+from allnet_core.model.files import find_model_file
 from allnet_core.progress import CancelLike, ProgressCallback, check_cancel, emit
 
 __all__ = ["EvaluationResult", "evaluate", "resolve_model"]
@@ -42,31 +43,9 @@ class EvaluationResult:
     model: Path
 
 
-def resolve_model(model_or_run: str | os.PathLike) -> Path:
-    """The model file of a ``.keras`` path or of a run folder (its best fold's model).
-
-    Raises
-    ------
-    ModelError
-        If the path is neither a model file nor a finished run folder.
-    """
-    p = Path(model_or_run)
-    if p.is_file():
-        return p
-    if p.is_dir():
-        report = p / "report.json"
-        if report.is_file():
-            best = Path(json.loads(report.read_text(encoding="utf-8"))["best_model"])
-            candidate = best if best.is_absolute() else p / best
-            if not candidate.is_file():  # the run folder was moved: use the name inside it
-                candidate = p / best.parent.name / best.name
-            if candidate.is_file():
-                return candidate
-        if (p / "model.keras").is_file():
-            return p / "model.keras"
-        raise ModelError(f"{p}: not a finished training run (no report.json naming its best "
-                         "model) and no model.keras inside")
-    raise ModelError(f"{p}: no such model file or run folder")
+#: The model file of a ``.keras`` path or of a run folder: the one finder, shared with
+#: ``allnet classify`` (an alias of :func:`allnet_core.model.find_model_file`).
+resolve_model = find_model_file
 
 
 def evaluate(
@@ -83,7 +62,10 @@ def evaluate(
     Parameters
     ----------
     model_or_run : path-like
-        A ``.keras`` model file or a training run folder (its best model is used).
+        A ``.keras`` model file or a training run folder (its best model is used). It is
+        loaded by :func:`allnet_core.model.load_model`, the loader of ``allnet classify``:
+        the same models are refused, and P(ALL) is read from the column that the class
+        names (a ``config.json`` beside the model or in its run folder) give to ALL.
     dataset : path-like or pandas.DataFrame
         A dataset folder (see :func:`allnet_core.datasets.discover`) or a table with
         ``path``, ``label``, ``subject``.
@@ -101,30 +83,37 @@ def evaluate(
     Returns
     -------
     EvaluationResult
+
+    Raises
+    ------
+    ModelError
+        For a model that :func:`allnet_core.model.load_model` refuses, one whose classes
+        are not ALL and HEM, or one whose input is not square.
     """
     from allnet_core.feed import TrainingFeed
     from allnet_core.metrics import binary_metrics, per_subject_summary
+    from allnet_core.model.predict import Predictor
     from allnet_core.report import write_evaluation_report
-    from allnet_core.training import _as_table, load_model
+    from allnet_core.training import _as_table
 
-    path = resolve_model(model_or_run)
+    loaded = _load_binary_model(model_or_run)
+    path, size = loaded.path, loaded.input_size[0]
     table, _ = _as_table(dataset)
-    model = load_model(path)
-    size = int(model.input_shape[1])
     emit(progress, "evaluate_start", model=str(path), n=len(table), input_size=size)
     feed = TrainingFeed(table["path"].tolist(), table["label"].tolist(), plan=None,
                         batch_size=batch_size, input_size=size, augmenter=None,
                         shuffle=False)
+    predictor = Predictor(loaded)
     probs = []
     for i in range(len(feed)):
         check_cancel(cancel, "evaluation")
         x, _ = feed[i]
-        probs.append(np.asarray(model.predict_on_batch(x), dtype=np.float64)[:, 1])
+        probs.append(predictor.p_positive(x, batch_size))
         emit(progress, "evaluate_batch", batch=i + 1, batches=len(feed))
-    p = np.clip(np.concatenate(probs)[: len(table)], 0.0, 1.0) if probs else np.zeros(0)
+    p = np.concatenate(probs)[: len(table)] if probs else np.zeros(0)
     metrics = binary_metrics(table["label"].to_numpy(), p, threshold=threshold)
     predictions = table[["path", "subject", "label"]].assign(
-        p_all=p, predicted=np.where(p >= threshold, "ALL", "HEM"))
+        p_all=p, predicted=np.where(p >= threshold, POSITIVE_CLASS, NEGATIVE_CLASS))
     per_subject = per_subject_summary(predictions, threshold=threshold)
     report = None
     if out_dir is not None:
@@ -135,3 +124,18 @@ def evaluate(
                                       if isinstance(v, int | float)})
     return EvaluationResult(metrics=metrics, predictions=predictions,
                             per_subject=per_subject, report=report, model=path)
+
+
+def _load_binary_model(model_or_run):
+    """The model through the one safe loader, checked to score ALL against HEM."""
+    from allnet_core.model.loading import load_model
+
+    loaded = load_model(model_or_run)
+    if sorted(loaded.class_names) != sorted(CLASS_NAMES):
+        raise ModelError(f"{loaded.source}: evaluate scores ALL against HEM; the model's "
+                         f"classes are {loaded.class_names}")
+    h, w = loaded.input_size
+    if h != w:
+        raise ModelError(f"{loaded.source}: evaluate reads images at a square size; the "
+                         f"model input is {h}x{w}")
+    return loaded

@@ -485,3 +485,156 @@ def test_cli_import_is_light():
             "p = argparse.ArgumentParser(); c.register(p.add_subparsers()); "
             "assert 'keras' not in sys.modules and 'tensorflow' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+# --------------------------------------------------------------------------- classify_images
+
+
+def test_classify_images_pools_files_and_reports(trained, tmp_path):
+    from allnet_core.inference import BATCH_COLUMNS, classify_images
+    from allnet_core.io import read_rgb
+
+    path, clf = trained
+    cells = _write_cells(tmp_path / "in", n=2)
+    n = len(cells)
+    bad = tmp_path / "in" / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    with pytest.raises(ImageReadError, match="stopped at file"):
+        classify_images(clf, [tmp_path / "in"])
+    events = []
+    result = classify_images(clf, [tmp_path / "in", cells[0]], batch_size=4, skip_bad=True,
+                             gradcam_dir=tmp_path / "cams", progress=events.append)
+    table, per_image, per_subject, problems = result
+    assert len(problems) == 1 and "broken.png" in problems[0]
+    assert list(table.columns[: len(BATCH_COLUMNS)]) == BATCH_COLUMNS
+    assert table["source"].tolist() == [str(p) for p in sorted(cells)]  # cells[0] once
+    expected = clf.classify_cells(np.stack([read_rgb(p) for p in sorted(cells)]))
+    np.testing.assert_allclose(table["p_all"], expected, atol=1e-5)
+    assert per_image["cells"].tolist() == [1] * n
+    assert per_image["ALL"].tolist() == (table["class"] == "ALL").astype(int).tolist()
+    assert set(per_subject["subject"]) == set(table["subject"]) <= {"h4", "7"}
+    assert per_subject["cells"].sum() == n
+    assert sorted(p.name for p in result.gradcam_files) == sorted(
+        f"{p.stem}_gradcam.png" for p in cells)
+    kinds = [e["kind"] for e in events]
+    assert kinds[0] == "start" and kinds[-1] == "done" and kinds.count("file") == n + 1
+    assert events[0]["total"] == n + 1
+    assert events[-1] == {"kind": "done", "images": n, "cells": n, "skipped": 1}
+    assert [e["skipped"] for e in events if e["kind"] == "file"].count(True) == 1
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(CancelledError):
+        classify_images(clf, cells, cancel=token)
+    with pytest.raises(ConfigError):
+        classify_images(clf, cells, mode="field")
+
+
+# --------------------------------------------------------------------------- one loader, one
+# predictor, one model-file finder for classify and evaluate
+
+
+def _dataset_table(folder: Path, n: int = 5) -> tuple[pd.DataFrame, np.ndarray]:
+    """``n`` synthetic cells of each class at the model's input size as PNG files, and
+    their table."""
+    from allnet_core.io import write_image
+
+    images, labels, _ = synth_cells(n, seed=31, size=SIZE)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [str(write_image(folder / f"cell_{i}.png", img)) for i, img in enumerate(images)]
+    subjects = [f"s{i % 3}" for i in range(len(images))]
+    return pd.DataFrame({"path": paths, "label": labels, "subject": subjects}), images
+
+
+def test_predictor_honours_the_positive_index(trained, test_cells):
+    from allnet_core.model import Predictor, load_model, predict_p_all
+
+    path, clf = trained
+    images = test_cells[0][:9]
+    x = images.astype(np.float32)
+    ref = clf.classify_cells(images)
+    loaded = load_model(path)
+    assert loaded.positive_class == "ALL" and loaded.input_size == (SIZE, SIZE)
+    np.testing.assert_allclose(predict_p_all(loaded, x), ref, atol=1e-5)
+    batches = [(x[:4], None), (x[4:8], None), (x[8:], None)]  # a feed's (x, y) batches
+    np.testing.assert_allclose(predict_p_all(loaded.model, batches), ref, atol=1e-5)
+    np.testing.assert_allclose(predict_p_all(loaded, x, positive_index=0), 1 - ref, atol=1e-5)
+    probs = Predictor(loaded).proba(x, batch_size=4)
+    assert probs.shape == (9, 2) and probs.dtype == np.float32
+    assert predict_p_all(loaded, np.zeros((0, SIZE, SIZE, 3), np.float32)).shape == (0,)
+
+
+def _refusals(keras, tmp_path) -> dict[str, Path]:
+    from allnet_core.model import build_allnet
+
+    three = tmp_path / "three.keras"
+    build_allnet((32, 32, 3), num_classes=3, dense_units=4).save(three)
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Lambda(lambda t: t * 2.0)(inputs)
+    outputs = keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(x))
+    lam = tmp_path / "lambda.keras"
+    keras.Model(inputs, outputs).save(lam)
+    return {"wrong output shape": three, "Lambda": lam}
+
+
+def test_evaluate_refuses_what_classify_refuses(keras, tmp_path, capsys):
+    from allnet_core.cli import main
+    from allnet_core.evaluation import evaluate
+    from allnet_core.synthetic import write_cnmc_dataset
+
+    data = write_cnmc_dataset(tmp_path / "data", subjects=4, cells_per_subject=2, seed=0,
+                              size=32)
+    table = pd.DataFrame({"path": ["x.png"], "label": ["ALL"], "subject": ["s"]})
+    for text, model in _refusals(keras, tmp_path).items():
+        with pytest.raises(ModelError, match=text) as by_classify:
+            Classifier.load(model)
+        with pytest.raises(ModelError) as by_evaluate:
+            evaluate(model, table)
+        assert str(by_evaluate.value) == str(by_classify.value)
+        for command in ("evaluate", "classify"):
+            argv = [command, str(model), str(data), "--out", str(tmp_path / "out.csv")]
+            assert main(argv) == 2
+            err = capsys.readouterr().err
+            assert f"allnet: error: {by_classify.value}" in err and "Traceback" not in err
+
+
+def test_evaluate_reads_the_column_that_the_class_names_give_to_all(trained, tmp_path):
+    from allnet_core.evaluation import evaluate
+
+    path, clf = trained
+    table, images = _dataset_table(tmp_path / "cells")
+    ref = clf.classify_cells(images)
+    plain = evaluate(path, table)
+    np.testing.assert_allclose(plain.predictions["p_all"], ref, atol=1e-5)
+    run = tmp_path / "run"
+    (run / "fold_1").mkdir(parents=True)
+    (run / "fold_1" / "model.keras").write_bytes(path.read_bytes())
+    (run / "config.json").write_text(json.dumps({"class_names": ["ALL", "HEM"]}))
+    flipped = evaluate(run / "fold_1" / "model.keras", table)
+    np.testing.assert_allclose(flipped.predictions["p_all"], 1 - ref, atol=1e-5)
+    p_classify = Classifier.load(run / "fold_1" / "model.keras").classify_cells(images)
+    np.testing.assert_allclose(flipped.predictions["p_all"], p_classify, atol=1e-5)
+    assert (flipped.predictions["predicted"] == np.where(p_classify >= 0.5, "ALL", "HEM")).all()
+    (run / "config.json").write_text(json.dumps({"class_names": ["ALL", "blast"]}))
+    with pytest.raises(ModelError, match="ALL against HEM"):
+        evaluate(run / "fold_1" / "model.keras", table)
+
+
+def test_evaluate_and_classify_find_the_same_model_file(trained, tmp_path):
+    from allnet_core import evaluation
+    from allnet_core.model import find_model_file
+
+    path, _ = trained
+    assert evaluation.resolve_model is find_model_file
+    table, _ = _dataset_table(tmp_path / "cells", n=2)
+    run = tmp_path / "run"  # no report.json, one model below the folder, one checkpoint
+    (run / "sub").mkdir(parents=True)
+    (run / "sub" / "net.keras").write_bytes(path.read_bytes())
+    (run / "sub" / "ckpt_e001.keras").write_bytes(b"checkpoint")
+    assert evaluation.evaluate(run, table).model == run / "sub" / "net.keras"
+    assert Classifier.load(run).source == str(run / "sub" / "net.keras")
+    # a moved run folder: report.json names the best model where it was written
+    (run / "fold_3").mkdir()
+    (run / "fold_3" / "model.keras").write_bytes(path.read_bytes())
+    (run / "report.json").write_text(json.dumps({"best_model": "/old/run/fold_3/model.keras"}))
+    assert evaluation.evaluate(run, table).model == run / "fold_3" / "model.keras"
+    assert Classifier.load(run).source == str(run / "fold_3" / "model.keras")

@@ -130,17 +130,26 @@ def _backend_available(name: str) -> bool:
     return importlib.util.find_spec(needs) is not None
 
 
+def _module_source(root: Path, name: str) -> str:
+    """The source of module ``name`` under ``root``: one file, or every file of a package."""
+    if (root / name).is_dir():
+        files = sorted((root / name).rglob("*.py"))
+        assert files, name
+        return "\n".join(f.read_text() for f in files)
+    return (root / f"{name}.py").read_text()
+
+
 def test_core_code_imports_no_framework_outside_guarded_device_code():
     """Only keras.ops/layers in the model and training paths; tensorflow appears only in the
     guarded multi-GPU branch of training and in backend's device listing."""
     import allnet_core
 
     root = Path(allnet_core.__file__).parent
-    for name in ("model.py", "metrics.py", "report.py", "evaluation.py", "feed.py"):
-        src = (root / name).read_text()
+    for name in ("model", "metrics", "report", "evaluation", "feed"):
+        src = _module_source(root, name)
         assert "import tensorflow" not in src and "import torch" not in src, name
         assert "import jax" not in src, name
-    training = (root / "training.py").read_text()
+    training = _module_source(root, "training")
     assert training.count("import tensorflow") == 1
     guarded = training.split("def _distribution_scope")[1].split("\ndef ")[0]
     assert "import tensorflow" in guarded

@@ -33,11 +33,10 @@ output probabilities in float32.
 from __future__ import annotations
 
 from allnet_core.backend import get_keras
+from allnet_core.classes import CLASS_NAMES
 
 __all__ = ["CLASS_NAMES", "PAPER_INPUT_SHAPE", "PAPER_PARAMETERS", "build_allnet"]
 
-#: Class order of the model's output: index 0 is HEM (healthy), index 1 is ALL (blast).
-CLASS_NAMES = ("HEM", "ALL")
 PAPER_INPUT_SHAPE = (450, 450, 3)
 PAPER_PARAMETERS = 95_099_266
 
@@ -58,7 +57,8 @@ def build_allnet(
         ``(height, width, 3)``. The paper uses 450x450x3; smaller sizes (e.g. 96 or 150)
         serve quick runs and tests. Must be at least 9x9.
     num_classes : int
-        Width of the softmax output (2: HEM, ALL; see :data:`CLASS_NAMES`).
+        Width of the softmax output (2: HEM, ALL; see
+        :data:`allnet_core.classes.CLASS_NAMES`).
     conv_dropout, dense_dropout : float
         Dropout rates after the last two convolutional blocks and after each hidden dense
         layer (the paper gives none; see the module docstring).

@@ -1,0 +1,71 @@
+"""Apply a trained ALLNet: single cells, whole smear fields, many images, Grad-CAM.
+
+The central object is :class:`Classifier`, a trained Keras model plus the facts needed to
+use it (input size, class names). Load one from a ``.keras`` file or a training run folder
+with :meth:`Classifier.load`, or wrap a model in memory with ``Classifier(model)``.
+
+The modules follow the data flow:
+
+- :mod:`~allnet_core.inference.cells`: find the cells of an image and cut them out
+  (:func:`image_cells`, :func:`is_single_cell_image`).
+- :mod:`~allnet_core.inference.preprocess`: crops to model input, with the training
+  feed's own :func:`allnet_core.feed.resize_for_model`, so training and classification see
+  identical pixels.
+- :mod:`~allnet_core.inference.tta`: test-time augmentation over the symmetries of the
+  square (:data:`TTA_TRANSFORMS`).
+- :mod:`~allnet_core.inference.classifier`: :class:`Classifier`, built on the one safe
+  loader and the one predictor of :mod:`allnet_core.model`.
+- :mod:`~allnet_core.inference.gradcam`: Grad-CAM maps, placed back into the image with
+  :func:`gradcam_to_field`.
+- :mod:`~allnet_core.inference.results`: :class:`ImageResult`.
+- :mod:`~allnet_core.inference.batch`: :func:`classify_images`, many image files in one
+  run (batching across images, Grad-CAM overlays, per-image and per-subject summaries),
+  used by ``allnet classify`` and the worker.
+
+Speed
+-----
+Batches are predicted at a few fixed batch shapes (see :mod:`allnet_core.model.predict`),
+so the backend compiles the forward pass once per shape and keeps the weights resident.
+See ``benchmarks/inference_speed.py`` and ``docs/classify.md`` for measured figures.
+
+This is research software: a model trained with it is not a diagnostic device.
+"""
+
+from allnet_core.classes import CLASS_NAMES
+from allnet_core.inference.batch import (
+    BATCH_COLUMNS,
+    BatchResult,
+    classify_images,
+    find_image_files,
+)
+from allnet_core.inference.cells import CELL_CROP_SIZE, MODES, image_cells, is_single_cell_image
+from allnet_core.inference.classifier import Classifier
+from allnet_core.inference.gradcam import GRADCAM_MIN_SIZE, gradcam_to_field, overlay_heatmap
+from allnet_core.inference.results import TABLE_COLUMNS, ImageResult
+from allnet_core.inference.tta import TTA_TRANSFORMS, tta_transforms
+from allnet_core.model.files import find_model_file
+
+#: Output classes of an ALLNet model when nothing else says: index 1 is ALL
+#: (an alias of :data:`allnet_core.classes.CLASS_NAMES`).
+DEFAULT_CLASS_NAMES = CLASS_NAMES
+
+__all__ = [
+    "BATCH_COLUMNS",
+    "CELL_CROP_SIZE",
+    "DEFAULT_CLASS_NAMES",
+    "GRADCAM_MIN_SIZE",
+    "MODES",
+    "TABLE_COLUMNS",
+    "TTA_TRANSFORMS",
+    "BatchResult",
+    "Classifier",
+    "ImageResult",
+    "classify_images",
+    "find_image_files",
+    "find_model_file",
+    "gradcam_to_field",
+    "image_cells",
+    "is_single_cell_image",
+    "overlay_heatmap",
+    "tta_transforms",
+]
