@@ -92,18 +92,18 @@ def evaluate(
     OutputError
         ``out_dir`` is a file or cannot be written (checked before any work).
     """
+    from allnet_core.datasets.table import as_table
     from allnet_core.feed import TrainingFeed
     from allnet_core.io import check_output_dir
     from allnet_core.metrics import binary_metrics, per_subject_summary
     from allnet_core.model.predict import Predictor
     from allnet_core.report import write_evaluation_report
-    from allnet_core.training import _as_table
 
     if out_dir is not None:
         check_output_dir(out_dir)  # a file, a read-only folder: refused before the work
     loaded = _load_binary_model(model_or_run)
     path, size = loaded.path, loaded.input_size[0]
-    table, _ = _as_table(dataset)
+    table, _ = as_table(dataset)
     emit(progress, "evaluate_start", model=str(path), n=len(table), input_size=size)
     feed = TrainingFeed(table["path"].tolist(), table["label"].tolist(), plan=None,
                         batch_size=batch_size, input_size=size, augmenter=None,

@@ -20,11 +20,17 @@ import tifffile
 from allnet_core.cli import main
 from allnet_core.errors import AllnetError, ConfigError, ImageReadError
 from allnet_core.segmentation import (
+    CELL_COLUMNS,
+    AutoParams,
+    cell_table,
+    crop_geometry,
+    empty_cell_table,
     extract_cells,
     label_cells,
     saturation,
     segment_paper,
     segment_wbc,
+    whole_cell,
 )
 from allnet_core.synthetic import synth_cell, synth_smear
 
@@ -280,6 +286,26 @@ def test_bad_auto_parameters_are_config_errors():
         label_cells(img, cell_radius=-1)
 
 
+def test_unknown_auto_parameter_is_refused_by_name():
+    img, _ = _toy_smear()
+    for call in (lambda: label_cells(img, cell_radiu=1.5),
+                 lambda: segment_wbc(img, cell_radiu=1.5),
+                 lambda: label_cells(img, method="otsu", cell_radiu=1.5)):
+        with pytest.raises(ConfigError, match="'cell_radiu'"):
+            call()
+
+
+def test_auto_params_hold_the_defaults():
+    from dataclasses import asdict
+
+    img, _ = _toy_smear()
+    p = AutoParams()
+    assert p.cell_radius == 1.2 and p.downscale is None and p.min_area is None
+    np.testing.assert_array_equal(label_cells(img, **asdict(p)), label_cells(img))
+    with pytest.raises(AttributeError):
+        p.cell_radius = 2.0  # frozen: the defaults cannot drift
+
+
 def test_import_does_not_load_keras():
     code = (
         "import sys, allnet_core.segmentation, allnet_core._cli.segment\n"
@@ -349,6 +375,68 @@ def test_extract_cells_empty_and_bad_labels():
         extract_cells(img, np.zeros((10, 10), np.float32))
 
 
+def test_cell_table_has_the_rows_of_extract_cells_without_crops():
+    img, _ = _toy_smear(wbcs=((120, 130), (120, 183), (5, 200)), r_cell=27, r_nuc=16)
+    labels = label_cells(img)
+    for size in (80, 32):  # 32: every cell is shrunk, the scale column differs
+        _, table = extract_cells(img, labels, size=size)
+        only = cell_table(labels, size=size)
+        pd.testing.assert_frame_equal(only, table)
+        assert tuple(only.columns) == CELL_COLUMNS
+        assert only["label"].dtype == np.int32
+    assert (cell_table(labels)["scale"] == 1.0).all()
+    empty = cell_table(np.zeros((8, 8), np.int32))
+    assert len(empty) == 0 and tuple(empty.columns) == CELL_COLUMNS
+    assert dict(empty.dtypes) == dict(empty_cell_table().dtypes) == dict(table.dtypes)
+    with pytest.raises(ConfigError, match="integer"):
+        cell_table(np.zeros((8, 8), np.float32))
+
+
+def test_crop_geometry_inverse_maps_the_crop_back_onto_the_bbox():
+    img = np.full((300, 400, 3), 200, np.uint8)
+    labels = np.zeros((300, 400), np.int32)
+    yy, xx = np.ogrid[:300, :400]
+    labels[((yy - 150) / 130.0) ** 2 + ((xx - 80) / 30.0) ** 2 <= 1] = 3  # 261 x 61
+    crops, table = extract_cells(img, labels, size=100)
+    row = next(table.itertuples(index=False))
+    g = crop_geometry(row, 100)
+    assert g.scale == row.scale < 1
+    assert (g.cell_height, g.cell_width) == (row.bbox_max_row - row.bbox_min_row,
+                                            row.bbox_max_col - row.bbox_min_col)
+    assert crop_geometry(table.iloc[0], 100) == g == crop_geometry(row._asdict(), 100)
+    # the crop holds the cell exactly inside crop_slices, centred
+    on = crops[0].any(axis=-1)
+    rows, cols = np.flatnonzero(on.any(axis=1)), np.flatnonzero(on.any(axis=0))
+    assert g.crop_slices[0].start <= rows[0] and rows[-1] < g.crop_slices[0].stop
+    assert g.crop_slices[1].start <= cols[0] and cols[-1] < g.crop_slices[1].stop
+    assert abs(g.top - (100 - g.height - g.top)) <= 1
+    assert abs(g.left - (100 - g.width - g.left)) <= 1
+    # inverse: the crop's cell mask, mapped back, covers the cell in the field
+    truth = labels[g.field_slices] == 3
+    for crop_map in (on.astype(np.float32), on[::2, ::2].astype(np.float32)):  # any resolution
+        back = g.to_field(crop_map)
+        assert back.shape == truth.shape and back.dtype == np.float32
+        assert B.dice(back >= 0.5, truth) > 0.9
+    # a cell that fits: no scaling, the inverse is the identity on the cell
+    fits = crop_geometry((20, 30), 64)
+    assert (fits.scale, fits.height, fits.width, fits.top, fits.left) == (1.0, 20, 30, 22, 17)
+    ramp = np.arange(64 * 64, dtype=np.float32).reshape(64, 64)
+    np.testing.assert_array_equal(fits.to_field(ramp), ramp[22:42, 17:47])
+
+
+def test_whole_cell_is_one_cell_with_the_image_as_crop():
+    img = np.zeros((40, 50, 3), np.uint8)
+    img[5:30, 10:45] = (150, 90, 200)
+    labels, crops, table = whole_cell(img)
+    assert labels.dtype == np.int32 and labels.max() == 1 and labels.sum() == 25 * 35
+    assert crops.shape == (1, 40, 50, 3)
+    np.testing.assert_array_equal(crops[0], img)
+    pd.testing.assert_frame_equal(table, cell_table(labels))
+    assert table.iloc[0]["scale"] == 1.0 and not table.iloc[0]["touches_border"]
+    labels, crops, table = whole_cell(np.zeros((40, 50, 3), np.uint8))
+    assert labels.max() == 0 and crops.shape == (0, 40, 50, 3) and len(table) == 0
+
+
 # ----------------------------------------------------------------------------- CLI
 
 
@@ -376,6 +464,13 @@ def test_cli_segment_end_to_end(tmp_path, capsys):
     np.testing.assert_array_equal(mask > 0, ref_mask)
     np.testing.assert_array_equal(seg, ref_seg)
     assert not list(out.glob(".*"))  # no temporary files left behind
+
+
+def test_cli_segment_offers_the_methods_of_the_core():
+    from allnet_core._cli.segment import _METHODS  # kept literal: the CLI loads no scipy
+    from allnet_core.segmentation import METHODS
+
+    assert _METHODS == METHODS
 
 
 def test_cli_segment_bad_input(tmp_path, capsys):

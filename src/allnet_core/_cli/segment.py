@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+# allnet_core.segmentation.METHODS, kept literal so that --help loads no scipy (a test checks
+# that the two agree)
 _METHODS = ("auto", "otsu", "paper")
 
 

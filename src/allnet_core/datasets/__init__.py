@@ -41,11 +41,13 @@ from allnet_core.datasets.layouts import class_of_folder, parse_cnmc_name
 from allnet_core.datasets.listing import compare_with_listing, read_listing
 from allnet_core.datasets.report import DatasetReport, Problem
 from allnet_core.datasets.scanning import COLUMNS, discover, scan
+from allnet_core.datasets.table import as_table
 
 __all__ = [
     "COLUMNS",
     "DatasetReport",
     "Problem",
+    "as_table",
     "class_of_folder",
     "compare_with_listing",
     "discover",

@@ -59,8 +59,8 @@ from allnet_core.training.config import (
     resume_config,
 )
 from allnet_core.training.loop import TrainResult, cross_validate
-from allnet_core.training.runtime import _dtype_policy, load_model, predict_p_all  # noqa: F401
-from allnet_core.training.splits import _as_table, check_dataset, make_splits  # noqa: F401
+from allnet_core.training.runtime import _dtype_policy, load_model, predict_p_all  # noqa: F401  (benchmarks/train_speed.py)
+from allnet_core.training.splits import check_dataset, make_splits
 
 __all__ = [
     "PRECISIONS",
@@ -77,9 +77,3 @@ __all__ = [
     "predict_p_all",
     "resume_config",
 ]
-
-# Private names that other modules still import from here (the napari train widget,
-# evaluation, benchmarks/train_speed.py: ``_SPLITS``, ``_PRECISIONS``, ``_as_table``,
-# ``_dtype_policy``); kept until they use the public names.
-_SPLITS = SPLITS
-_PRECISIONS = PRECISIONS

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from allnet_core.classes import NEGATIVE_CLASS, POSITIVE_CLASS
+from allnet_core.datasets.table import as_table
 from allnet_core.errors import CancelledError, ModelError
 from allnet_core.io import atomic_write, check_output_dir, write_csv, write_json
 from allnet_core.metrics import as_float, json_safe
@@ -40,7 +41,7 @@ from allnet_core.training.runtime import (
     load_model,
     predict_p_all,
 )
-from allnet_core.training.splits import _as_table, _role_table, _verify_files, make_splits
+from allnet_core.training.splits import _role_table, _verify_files, make_splits
 
 __all__ = ["TrainResult", "cross_validate"]
 
@@ -267,7 +268,7 @@ def cross_validate(
     run_dir = check_output_dir(out_dir)
     check_not_in_use(run_dir)
     started = time.perf_counter()
-    table, verified = _as_table(dataset)
+    table, verified = as_table(dataset)
     splits = make_splits(table, config)  # raises on too few subjects / one class
     if verify and not verified:
         _verify_files(table["path"].tolist(), progress, cancel, workers=max(1, config.workers))

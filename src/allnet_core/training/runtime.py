@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from allnet_core.errors import ConfigError, ModelError
+from allnet_core.classes import POSITIVE_INDEX
+from allnet_core.errors import ConfigError
 from allnet_core.io import atomic_write
 from allnet_core.training.config import TrainConfig
 
@@ -116,23 +117,15 @@ def _new_model(config: TrainConfig):
 
 
 def load_model(path: str | os.PathLike, compile: bool = False):
-    """Load a ``.keras`` model file with ``safe_mode=True``.
+    """A run's Keras model (a checkpoint or a fold's model) through the one safe loader.
 
-    Raises
-    ------
-    ModelError
-        If the file is missing or not a loadable Keras model.
+    :func:`allnet_core.model.load_model` with its checks (no Lambda layers, safe mode,
+    RGB input, one probability per class); returns the Keras model itself, compiled on
+    request so that a checkpoint resumes with its optimizer state.
     """
-    from allnet_core.backend import get_keras
+    from allnet_core.model.loading import load_model as load
 
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"{path}: no such model file")
-    keras = get_keras()
-    try:
-        return keras.saving.load_model(path, compile=compile, safe_mode=True)
-    except Exception as exc:  # keras raises ValueError, OSError, zipfile errors...
-        raise ModelError(f"{path}: cannot load the model ({type(exc).__name__}: {exc})") from exc
+    return load(path, compile=compile).model
 
 
 def _save_model(model, path: Path) -> None:
@@ -155,9 +148,16 @@ def _feed(table: pd.DataFrame, config: TrainConfig, plan=None, augmenter=None,
 
 def predict_p_all(model, table: pd.DataFrame, config: TrainConfig,
                   batch_size: int | None = None) -> np.ndarray:
-    """P(ALL) for every image of ``table`` (in order), read without augmentation."""
+    """P(ALL) for every image of ``table`` (in order), read without augmentation.
+
+    The feed's batches go through the one predictor,
+    :func:`allnet_core.model.predict_p_all`, reading the column of
+    :data:`allnet_core.classes.POSITIVE_CLASS` (the feed encodes labels by
+    :data:`~allnet_core.classes.CLASS_NAMES`).
+    """
+    from allnet_core.model.predict import predict_p_all as predict
+
     if len(table) == 0:
         return np.zeros(0)
     feed = _feed(table, config, batch_size=batch_size or max(config.batch_size, 32))
-    probs = np.asarray(model.predict(feed, verbose=0), dtype=np.float64)
-    return np.clip(probs[: len(table), 1], 0.0, 1.0)
+    return predict(model, feed, positive_index=POSITIVE_INDEX)[: len(table)]

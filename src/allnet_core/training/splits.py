@@ -14,30 +14,13 @@ import numpy as np
 import pandas as pd
 
 from allnet_core.classes import CLASS_NAMES, POSITIVE_CLASS
+from allnet_core.datasets.table import as_table
 from allnet_core.errors import AllnetError, DatasetError
 from allnet_core.io import read_rgb
 from allnet_core.progress import check_cancel, emit
 from allnet_core.training.config import TrainConfig
 
 __all__ = ["check_dataset", "make_splits"]
-
-
-def _as_table(dataset) -> tuple[pd.DataFrame, bool]:
-    """(table, verified): accept a folder (read with ``discover``) or a DataFrame."""
-    if isinstance(dataset, pd.DataFrame):
-        table, verified = dataset.copy(), False
-    else:
-        from allnet_core.datasets import discover
-
-        table, verified = discover(dataset), True
-    missing = {"path", "label", "subject"} - set(table.columns)
-    if missing:
-        raise DatasetError(f"dataset table lacks column(s) {sorted(missing)}")
-    table = table.reset_index(drop=True)
-    table["path"] = table["path"].astype(str)
-    table["label"] = table["label"].astype(str).str.upper()
-    table["subject"] = table["subject"].astype(str).str.lower()
-    return table, verified
 
 
 def check_dataset(table: pd.DataFrame, config: TrainConfig) -> None:
@@ -148,7 +131,7 @@ def make_splits(table: pd.DataFrame, config: TrainConfig) -> pd.DataFrame:
         If there are too few subjects/images (see :func:`check_dataset`) or a split ends up
         without one of the classes.
     """
-    table, _ = _as_table(table)
+    table, _ = as_table(table)
     check_dataset(table, config)
     y = (table["label"] == POSITIVE_CLASS).to_numpy().astype(int)
     groups = table["subject"].to_numpy()

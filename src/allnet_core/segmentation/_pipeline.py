@@ -1,0 +1,68 @@
+"""The auto method from end to end: detect on a reduced image, refine at full resolution.
+
+The steps live in their own modules (thresholds, nucleus grouping, cytoplasm, splitting,
+cut-out cells, refinement); this module only runs them in order.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from allnet_core.segmentation._cutout import cutout_labels
+from allnet_core.segmentation._cytoplasm import grow_cells
+from allnet_core.segmentation._morphology import fill_holes, subsample
+from allnet_core.segmentation._nuclei import group_nuclei
+from allnet_core.segmentation._params import AutoParams
+from allnet_core.segmentation._refine import refine
+from allnet_core.segmentation._scale import (
+    FLOOR_PERCENTILE,
+    area_floor,
+    choose_downscale,
+    red_cell_radius,
+)
+from allnet_core.segmentation._split import split_touching
+from allnet_core.segmentation._thresholds import thresholds
+
+
+def _detect(reduced: np.ndarray, p: AutoParams, factor: int):
+    """Cells and nuclei on the reduced image.
+
+    Returns ``(coarse, coarse_nuc, t_nuc, t_g, rule)``, or None when it holds no cell.
+    """
+    th = thresholds(reduced, p)
+    valid_count = int(th.valid.sum())
+    rule = None
+    if th.cutout:
+        floor = area_floor(p, valid_count, factor)
+        coarse = cutout_labels(th.valid, th.nuc, p, floor)
+        coarse_nuc = np.where(fill_holes(th.nuc) & (coarse > 0), coarse, 0).astype(np.int32)
+    else:
+        if not th.contrast_ok:
+            return None
+        material = th.valid & (reduced[..., 1] <= th.t_g)
+        rbc_radius = None
+        if p.min_area is None:
+            rbc_radius = red_cell_radius((material & ~th.nuc)[::2, ::2], FLOOR_PERCENTILE, 2)
+        floor = area_floor(p, valid_count, factor, rbc_radius)
+        groups, n = group_nuclei(th.nuc, p, floor)
+        if n == 0:
+            return None
+        coarse, rule = grow_cells(groups, n, material, reduced, p)
+        coarse_nuc = np.where(groups > 0, coarse, 0).astype(np.int32)
+    if coarse.max() == 0:
+        return None
+    coarse, coarse_nuc = split_touching(coarse, coarse_nuc, floor, p)
+    return coarse, coarse_nuc, th.t_nuc, th.t_g, rule
+
+
+def auto_labels(a: np.ndarray, p: AutoParams, want_nuclei: bool = True):
+    """Cell and nucleus labels of the auto method (int32; nuclei None unless wanted)."""
+    factor = choose_downscale(a, p)
+    found = _detect(subsample(a, factor), p, factor)
+    if found is None:
+        empty = np.zeros(a.shape[:2], np.int32)
+        return empty, (empty.copy() if want_nuclei else None)
+    coarse, coarse_nuc, t_nuc, t_g, rule = found
+    if factor == 1:
+        return coarse, (coarse_nuc if want_nuclei else None)
+    return refine(a, coarse, coarse_nuc, t_nuc, t_g, rule, p, factor, want_nuclei)
