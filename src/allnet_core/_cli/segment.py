@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
 
     from allnet_core._cli._progress import ProgressBar
     from allnet_core.errors import ConfigError, ImageReadError
-    from allnet_core.io import read_rgb, write_csv, write_image, write_tiff
+    from allnet_core.io import check_output_dir, read_rgb, write_csv, write_image, write_tiff
     from allnet_core.segmentation import extract_cells, label_cells, segment_paper
 
     if args.size < 1:
@@ -76,9 +76,7 @@ def run(args: argparse.Namespace) -> int:
     for path in args.images:
         if not path.is_file():
             raise ImageReadError(path, "no such file")
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out}: exists and is not a folder")
+    out = check_output_dir(args.out)  # a file, a read-only folder: refused up front
     out.mkdir(parents=True, exist_ok=True)
 
     bar = None if args.quiet else ProgressBar(len(args.images), "segment")
