@@ -163,7 +163,7 @@ def classify_images(classifier, inputs, *, mode: str = "auto", tta: bool = False
         except ImageReadError as exc:
             if not skip_bad:
                 raise ImageReadError(
-                    exc.path, f"{exc.problem}\n(stopped at file {i + 1} of {len(files)})"
+                    exc.path, f"{exc.problem} (stopped at file {i + 1} of {len(files)})"
                 ) from exc
             run.problems.append(str(exc))
             emit(progress, "file", done=i + 1, total=len(files), path=str(path), skipped=True)

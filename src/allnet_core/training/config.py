@@ -223,18 +223,23 @@ class TrainConfig:
     @classmethod
     def from_json(cls, text_or_path: str | os.PathLike) -> TrainConfig:
         """Build from JSON text or from a ``config.json`` file."""
-        text = str(text_or_path)
+        text, where = str(text_or_path), None
         if not text.lstrip().startswith("{"):
-            path = Path(text_or_path)
+            where = Path(text_or_path)
             try:
-                text = path.read_text(encoding="utf-8")
-            except OSError as exc:
-                raise ConfigError(f"{path}: cannot read the config ({exc})") from exc
+                text = where.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"{where}: cannot read the config ({exc})") from exc
         try:
             values = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"config is not valid JSON ({exc})") from exc
-        return cls.from_dict(values)
+        except (ValueError, RecursionError) as exc:
+            raise ConfigError(f"{where or 'config'}: not valid JSON ({exc})") from None
+        try:
+            return cls.from_dict(values)
+        except ConfigError as exc:
+            if where is None:
+                raise
+            raise ConfigError(f"{where}: {exc}") from None
 
 
 def _typed(name: str, value: Any, kind: str) -> Any:
