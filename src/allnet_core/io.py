@@ -289,7 +289,8 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
 
     A crash, a full disk or an exception inside the block never leaves a half-written
     file under the real name: the temporary file is removed and ``path`` keeps its old
-    content, if any.
+    content, if any. An operating-system error (a full disk, a read-only folder) is raised
+    as :class:`~allnet_core.errors.OutputError` naming ``path``.
 
     Examples
     --------
@@ -297,8 +298,12 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     ...     model.save(tmp)
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.",
+                                   suffix=path.suffix)
+    except OSError as exc:
+        raise _output_error(exc, path) from exc
     os.close(fd)
     tmp = Path(tmp)
     try:
@@ -307,9 +312,20 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the user's usual mode
         os.replace(tmp, path)
+    except OSError as exc:  # a full disk, a read-only folder: name the file being written
+        tmp.unlink(missing_ok=True)
+        raise _output_error(exc, path) from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _output_error(exc: OSError, path: Path) -> OSError:
+    """``exc`` as an :class:`OutputError` naming ``path`` (the real name being written),
+    when it is an operating-system error with an error number; else ``exc`` itself."""
+    if isinstance(exc, OutputError) or exc.errno is None:
+        return exc
+    return OutputError(exc.errno, exc.strerror or str(exc), str(path))
 
 
 def _umask() -> int:
