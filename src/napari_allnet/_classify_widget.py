@@ -8,8 +8,10 @@ that process, so the viewer stays responsive and Cancel works. If the worker cra
 notification shows why and no layer is touched.
 
 Output: a Labels layer ``"<image> classes"`` whose ``features`` hold one row per cell
-(``label``, ``class``, ``p_all``, ``area``, ...), coloured by class (ALL vermillion
-``#d55e00``, HEM blue ``#0072b2``); hovering a cell shows its row in the status bar. With
+(``label``, ``class``, ``p_all``, ``area``, ...), filled by class at a low opacity so the
+nuclei show through (ALL vermillion ``#d55e00``, HEM blue ``#0072b2``); hovering a cell
+shows its row in the status bar. Its ``metadata["allnet_image"]`` names the image (its
+file name, else the layer's name): the exported CSV's ``image`` column. With
 Grad-CAM, an Image layer ``"<image> Grad-CAM"`` lies over the image: inferno colours
 whose opacity rises with the evidence (zero evidence is transparent), scaled to the
 image's strongest evidence.
@@ -28,15 +30,24 @@ from magicgui.widgets import CheckBox, ComboBox, FileEdit, Label, PushButton, cr
 from napari_allnet import _session as session
 from napari_allnet._colors import ALL_COLOR, HEM_COLOR, class_colormap, gradcam_colormap
 from napari_allnet._common import LayerProblem, layer_rgb, place_like, upsert_layer
-from napari_allnet._job_widget import JobWidget, wrap_text
+from napari_allnet._job_widget import JobWidget, full_width, wrap_text
+from napari_allnet._writer import IMAGE_KEY
 
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["ClassifyWidget", "run_classification", "summary_line"]
+__all__ = ["ClassifyWidget", "image_name", "run_classification", "summary_line"]
 
 MODEL_FILE = "model file"
 SESSION_MODEL = "last model trained in this session"
+#: Opacity of the class fill: low enough for the nuclear detail to show through.
+CLASS_OPACITY = 0.35
+
+
+def image_name(layer) -> str:
+    """The image's file name (``layer.source.path``), else the layer's name."""
+    path = getattr(getattr(layer, "source", None), "path", None)
+    return Path(str(path)).name if path else str(layer.name)
 
 
 def summary_line(table) -> str:
@@ -90,7 +101,8 @@ class ClassifyWidget(JobWidget):
 
     task = "Classify cells"
     failed_prefix = "Classify cells failed"
-    failed_status = "Classification failed: see the notification"
+    failed_status = "Classification failed"
+    refused_status = "Cannot classify"
 
     def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__(viewer)
@@ -115,6 +127,7 @@ class ClassifyWidget(JobWidget):
         self.extend([self.image, self.labels, self.model_source, self.model_file,
                      self.session_model, self.tta, self.gradcam, self.run_button,
                      self.cancel_button, self.status, self.summary, self.export_button])
+        full_width(self.status, self.summary)
         self.run_button.changed.connect(self.run)
         self.export_button.changed.connect(self._export_dialog)
         self.model_source.changed.connect(self._sync_model_fields)
@@ -169,7 +182,7 @@ class ClassifyWidget(JobWidget):
             labels = self._labels_for(rgb)
             model = self._model_path()
         except LayerProblem as exc:
-            self._refuse(exc, status="Cannot classify: see the notification")
+            self._refuse(exc)
             return
         self.status.value = ("Classifying..." if self.client.is_alive()
                              else "Starting the worker...")
@@ -187,6 +200,10 @@ class ClassifyWidget(JobWidget):
                 f"Classify cells: labels layer {layer.name!r} has shape {data.shape} but the "
                 f"image is {rgb.shape[0]}x{rgb.shape[1]}; choose matching layers or leave "
                 "'cells' empty to segment automatically.")
+        if not data.any():
+            raise LayerProblem(
+                f"Classify cells: the labels layer {layer.name!r} is empty: segment first "
+                "(or choose no labels layer to segment automatically).")
         return data
 
     def _on_event(self, event: dict[str, Any]) -> None:
@@ -214,8 +231,8 @@ class ClassifyWidget(JobWidget):
         features = table.assign(index=table["label"].astype(int))
         self.result_layer = upsert_layer(
             self._viewer, f"{image.name} classes", result["labels"], "labels",
-            features=features, colormap=class_colormap(classes), opacity=0.6,
-            **place_like(image))
+            features=features, colormap=class_colormap(classes), opacity=CLASS_OPACITY,
+            metadata={IMAGE_KEY: image_name(image)}, **place_like(image))
         if result["heatmap"] is not None:
             heat = result["heatmap"]
             top = float(heat.max()) if heat.size else 0.0
@@ -225,6 +242,9 @@ class ClassifyWidget(JobWidget):
         self.summary.value = summary_line(table)
         self.status.value = (f"Done: layer '{self.result_layer.name}' (ALL {ALL_COLOR}, "
                              f"HEM {HEM_COLOR})")
+        if not len(table):
+            self.status.value = ("Done: no white cell found in this image (try 'Segment "
+                                 "cells' and choose its labels layer)")
         if result["heatmap"] is not None and not result["heatmap"].any():
             self.status.value += ("; Grad-CAM found no positive evidence for the predicted "
                                   "class (the heatmap is empty)")
@@ -237,7 +257,8 @@ class ClassifyWidget(JobWidget):
 
         if self.result_layer is None:
             raise LayerProblem("Classify cells: nothing to export yet; classify first")
-        meta = {"features": self.result_layer.features, "name": self.result_layer.name}
+        meta = {"features": self.result_layer.features, "name": self.result_layer.name,
+                "metadata": self.result_layer.metadata}
         return Path(write_cells_csv(str(path), self.result_layer.data, meta)[0])
 
     def _export_dialog(self, *_: Any) -> None:

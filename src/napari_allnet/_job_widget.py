@@ -2,8 +2,8 @@
 
 "Segment cells", "Classify cells" and "Train ALLNet" all start a napari ``thread_worker``
 from a button, disable their buttons while it runs, may show a napari progress bar and a
-Cancel button, and report a failure as an error notification. :class:`JobWidget` does
-that once.
+Cancel button, and report a failure in the widget's status and as an error notification.
+:class:`JobWidget` does that once.
 """
 
 from __future__ import annotations
@@ -18,13 +18,25 @@ from allnet_core.progress import CancelToken
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["JobWidget", "wrap_text"]
+__all__ = ["JobWidget", "full_width", "wrap_text"]
 
 
 def wrap_text(*labels: Label) -> None:
     """Let long texts of these labels wrap instead of widening the dock."""
     for label in labels:
         label.native.setWordWrap(True)
+
+
+def full_width(*widgets) -> None:
+    """Let these widgets (already in a labelled container) span the whole row.
+
+    magicgui gives every widget of a labelled container a label column; a status text
+    with an empty label would otherwise be squeezed into the value column.
+    """
+    for widget in widgets:
+        labeled = widget._labeled_widget()
+        if labeled is not None:
+            labeled._label_widget.visible = False
 
 
 class JobWidget(Container):
@@ -51,8 +63,10 @@ class JobWidget(Container):
     task = ""
     #: Start of the error notification when a job fails: ``f"{failed_prefix}: {exc}"``.
     failed_prefix = ""
-    #: Status after a failure (the notification says why).
-    failed_status = "Failed: see the notification"
+    #: Start of the status after a failure; the reason follows: ``f"{failed_status}: {why}"``.
+    failed_status = "Failed"
+    #: Start of the status when a job cannot start; the reason follows.
+    refused_status = "Cannot start"
     #: Status while a cancelled job finishes its current step.
     cancelling_status = "Cancelling..."
 
@@ -135,23 +149,38 @@ class JobWidget(Container):
             return
         if total:
             self._pbar.total = int(total)
-        self._pbar.n = min(int(n), self._pbar.total or int(n))
-        self._pbar.refresh()
+        target = min(int(n), self._pbar.total or int(n))
+        if target != self._pbar.n:
+            # napari's progress emits the value event (which moves the activity dock's
+            # bar) from update(), not from setting n
+            self._pbar.update(target - self._pbar.n)
 
     # ------------------------------------------------------------------ outcomes
-    def _refuse(self, problem: Exception | str, status: str | None = None) -> None:
-        """Do not start: show ``problem`` as a warning (and ``status``, if given)."""
+    def _wording(self, text: str) -> str:
+        """A message in the widget's own words (subclasses translate command-line flags)."""
+        return text
+
+    def _reason(self, problem: Exception | str) -> str:
+        """``problem`` as text for the status line: the widget's words, no task prefix."""
+        text = self._wording(str(problem))
+        prefix = f"{self.task}: "
+        return text[len(prefix):] if text.startswith(prefix) else text
+
+    def _refuse(self, problem: Exception | str) -> None:
+        """Do not start: say why in the status and as a warning notification."""
         from napari.utils.notifications import show_warning
 
-        if status is not None:
-            self.status.value = status
-        show_warning(str(problem))
+        reason = self._reason(problem)
+        self.status.value = f"{self.refused_status}: {reason}"
+        show_warning(f"{self.task}: {reason}")
 
     def _failed(self, exc: Exception) -> None:
         from napari.utils.notifications import show_error
 
-        self.status.value = self.failed_status
-        show_error(f"{self.failed_prefix or self.task}: {exc}")
+        reason = self._reason(exc)
+        first = reason.splitlines()[0] if reason else type(exc).__name__
+        self.status.value = f"{self.failed_status}: {first}"  # a log tail goes to the toast
+        show_error(f"{self.failed_prefix or self.task}: {reason}")
 
     def _done(self) -> None:
         self._worker = None

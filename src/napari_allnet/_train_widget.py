@@ -9,6 +9,12 @@ the folds), so problems show at once. Training itself runs in the worker process
 (:func:`allnet_core.training.cross_validate`), watched by a ``thread_worker``: a napari
 progress bar over folds and epochs, live fold/epoch/loss/accuracy, and a Cancel that stops
 at the next batch and leaves a run that "resume" continues.
+
+The profile starts as ``quick`` (minutes on a CPU) and switches to ``paper`` when the
+worker reports a GPU, unless the user chose a profile. Below the fields, an estimate of
+the run's length (:mod:`napari_allnet._estimate`) follows the profile, the fields and the
+device. Messages from core code that name command-line flags are shown with the widget's
+field names ("use --folds 3" -> "set 'folds' to 3").
 """
 
 from __future__ import annotations
@@ -29,23 +35,28 @@ from magicgui.widgets import (
     Table,
 )
 
-from allnet_core.report import TABLE_METRICS, mean_std
 from napari_allnet import _session as session
-from napari_allnet._job_widget import JobWidget, wrap_text
+from napari_allnet._estimate import estimate_text
+from napari_allnet._job_widget import JobWidget, full_width, wrap_text
+from napari_allnet._train_summary import METRICS, compact_table, metrics_table, plain_table
+from napari_allnet._wording import in_field_words
 
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["TRAIN_FIELDS", "TrainWidget", "metrics_table", "run_training"]
+__all__ = ["METRICS", "TRAIN_FIELDS", "TrainWidget", "metrics_table", "run_training"]
 
 #: The TrainConfig fields shown in the widget (others come from the chosen profile).
 TRAIN_FIELDS = ("epochs", "batch_size", "lr", "folds", "holdout", "split", "input_size",
                 "per_class", "seed")
-#: Metric columns of the Table-3-style summary, in the paper's order (as in report.md).
-METRICS = tuple(key for key, _ in TABLE_METRICS)
 _LABELS = {"lr": "learning rate", "holdout": "hold-out fraction", "split": "split by",
            "per_class": "images per class", "input_size": "input size (px)",
            "batch_size": "batch size"}
+#: Command-line flags (without dashes) of the other controls, with the widget's labels.
+_CONTROL_LABELS = {"data": "dataset folder", "out": "run folder", "profile": "profile",
+                   "resume": "resume"}
+#: The profile on a CPU (or before the device is known), and on a GPU.
+CPU_PROFILE, GPU_PROFILE = "quick", "paper"
 _STEPS = {"lr": 1e-6, "holdout": 0.05}
 _LIMITS = {"holdout": (0.05, 0.95), "lr": (1e-8, 1.0)}
 
@@ -78,42 +89,6 @@ def _field_widget(name: str, default: Any):
     raise TypeError(f"no widget for TrainConfig field {name!r} of type {type(default)}")
 
 
-def metrics_table(folds: list[dict[str, Any]], holdout: dict[str, Any] | None,
-                  best_fold: int | None = None) -> dict[str, Any]:
-    """The Table-3-style summary as magicgui ``Table`` data (percentages).
-
-    Rows: each fold, ``mean ± std`` over folds, and the hold-out score of the best fold.
-    The mean and (sample) standard deviation are :func:`allnet_core.report.mean_std`'s,
-    as in the run's ``report.md``.
-    """
-
-    def pct(v):
-        return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
-
-    rows, index = [], []
-    for i, m in enumerate(folds, 1):
-        rows.append([pct(m.get(k)) for k in METRICS])
-        index.append(f"fold {m.get('fold', i)}")
-    if folds:
-        stats = mean_std(folds)
-        rows.append([_mean_pm_std(stats[k]) for k in METRICS])
-        index.append("mean ± std")
-    if holdout:
-        rows.append([pct(holdout.get(k)) for k in METRICS])
-        index.append(f"hold-out (fold {best_fold or holdout.get('fold', '?')})")
-    return {"data": rows, "index": index, "columns": list(METRICS)}
-
-
-def _mean_pm_std(stat: dict[str, float]) -> str:
-    """``"mean ± std"`` in percent; the mean alone when the std is undefined (one fold)."""
-    mean, std = stat["mean"], stat["std"]
-    if not math.isfinite(mean):
-        return ""
-    if not math.isfinite(std):
-        return f"{100 * mean:.1f}"
-    return f"{100 * mean:.1f} ± {100 * std:.1f}"
-
-
 def check_dataset_folder(data: str | Path, config) -> list[str]:
     """Problems of a dataset folder found before training (errors raise DatasetError).
 
@@ -143,7 +118,7 @@ def run_training(client, data: str, out: str, config: dict[str, Any], resume: bo
     if warnings:
         yield {"kind": "warnings", "warnings": warnings}
     yield {"kind": "stage", "stage": "starting the worker"}
-    info = client.call("device_info").get("result")
+    info = client.call("device_info", cancel=cancel).get("result")  # Cancel stops start-up
     if info is not None:
         yield {"kind": "device_info", **info}
     if cancel is not None and cancel.is_set():
@@ -155,29 +130,19 @@ def run_training(client, data: str, out: str, config: dict[str, Any], resume: bo
     return result
 
 
-def _plain_table(table: Table) -> None:
-    """Show cells as given (magicgui's delegate would reformat "69.4" as "69.4000") and
-    size columns to their content."""
-    from qtpy.QtWidgets import QHeaderView, QStyledItemDelegate
-
-    table.native.setItemDelegate(QStyledItemDelegate(table.native))
-    table.native.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
-
-
-def _fit_width(table: Table) -> None:
-    """Make the table wide enough to show every column without scrolling."""
-    native = table.native
-    native.resizeColumnsToContents()
-    width = (native.verticalHeader().width() + native.horizontalHeader().length()
-             + 2 * native.frameWidth() + native.verticalScrollBar().sizeHint().width())
-    native.setMinimumWidth(width)
+def flag_labels() -> dict[str, str]:
+    """``{command-line flag without dashes: field label}`` for this widget's fields."""
+    fields = {name.replace("_", "-"): _LABELS.get(name, name.replace("_", " "))
+              for name in TRAIN_FIELDS}
+    return {**fields, **_CONTROL_LABELS}
 
 
 class TrainWidget(JobWidget):
     """Train ALLNet on a dataset folder with hold-out + k-fold cross-validation."""
 
     task = "Train ALLNet"
-    failed_status = "Stopped: see the notification"
+    failed_status = "Stopped"
+    refused_status = "Cannot start"
     cancelling_status = "Cancelling at the next batch..."
 
     def __init__(self, viewer: napari.viewer.Viewer):
@@ -185,46 +150,75 @@ class TrainWidget(JobWidget):
 
         super().__init__(viewer)
         self._epochs = 1
+        self._device_type: str | None = None  # "CPU" or "GPU" once the worker said
+        self._profile_chosen = False  # True once the user picked a profile
+        self._training = False  # a run is going: its config is fixed
         self.result: dict[str, Any] | None = None
         self.last_epoch: tuple[int, int] | None = None  # (fold, epoch) of the last epoch_end
         self.data = FileEdit(label="dataset folder", mode="d",
                              tooltip="C-NMC layout or class folders (all/, hem/)")
         self.out = FileEdit(label="run folder", mode="d",
                             tooltip="Where config, models, metrics and report.md are written")
-        self.profile = ComboBox(name="profile", label="profile", choices=sorted(PROFILES),
-                                value="paper" if "paper" in PROFILES else sorted(PROFILES)[0],
-                                tooltip="paper: the paper's protocol; quick: a small CPU demo")
+        profiles = sorted(PROFILES)
+        self.profile = ComboBox(
+            name="profile", label="profile", choices=profiles,
+            value=CPU_PROFILE if CPU_PROFILE in profiles else profiles[0],
+            tooltip="paper: the paper's protocol (weeks on a CPU; the default on a GPU); "
+                    "quick: a small demo model that trains in minutes on a CPU")
         defaults = TrainConfig()
         self.fields = {name: _field_widget(name, getattr(defaults, name))
                        for name in TRAIN_FIELDS if name in _config_fields()}
         self.resume = CheckBox(text="resume the run in the run folder", value=False)
         self.device = Label(label="device", value="found when training starts")
         self.detect_button = PushButton(text="Detect device")
+        self.estimate = Label(value="")
         self.start_button = PushButton(text="Start")
         self.cancel_button = PushButton(text="Cancel")
         self._controls(self.start_button, self.detect_button, cancel=self.cancel_button)
         self.live = Label(value="")
         self.summary = Table(value={"data": [], "columns": list(METRICS)}, label="summary")
         self.summary.visible = False
-        _plain_table(self.summary)
-        wrap_text(self.live, self.device)
+        plain_table(self.summary)
+        wrap_text(self.live, self.device, self.estimate)
         self.open_button = PushButton(text="Open report folder", enabled=False)
         self.extend([self.data, self.out, self.profile, *self.fields.values(), self.resume,
-                     self.device, self.detect_button, self.start_button, self.cancel_button,
-                     self.status, self.live, self.summary, self.open_button])
-        self.profile.changed.connect(self._apply_profile)
+                     self.device, self.detect_button, self.estimate, self.start_button,
+                     self.cancel_button, self.status, self.live, self.summary,
+                     self.open_button])
+        full_width(self.estimate, self.status, self.live, self.summary)
+        self.profile.changed.connect(self._on_profile_chosen)
+        for widget in self.fields.values():
+            widget.changed.connect(self._update_estimate)
         self.start_button.changed.connect(self.start)
         self.open_button.changed.connect(self.open_report_folder)
         self.detect_button.changed.connect(self.detect_device)
         self._apply_profile(self.profile.value)
 
     # ------------------------------------------------------------------ config
+    def _on_profile_chosen(self, profile: str) -> None:
+        self._profile_chosen = True
+        self._apply_profile(profile)
+
     def _apply_profile(self, profile: str) -> None:
         from allnet_core.training import TrainConfig
 
         cfg = TrainConfig.from_profile(profile)
         for name, widget in self.fields.items():
-            widget.value = getattr(cfg, name)
+            with widget.changed.blocked():
+                widget.value = getattr(cfg, name)
+        self._update_estimate()
+
+    def _update_estimate(self, *_: Any) -> None:
+        """Show how long the form's run would take on the (known or assumed) device."""
+        from allnet_core.errors import AllnetError
+
+        try:
+            self.estimate.value = estimate_text(self.config(), self._device_type)
+        except (AllnetError, ValueError) as exc:
+            self.estimate.value = f"No estimate: {self._wording(str(exc))}"
+
+    def _wording(self, text: str) -> str:
+        return in_field_words(text, flag_labels(), ticks=("resume",))
 
     def config(self) -> dict[str, Any]:
         """The TrainConfig fields of the form: profile values overridden by the fields."""
@@ -274,9 +268,15 @@ class TrainWidget(JobWidget):
         self._epochs = config["epochs"]
         self.status.value = "Checking the dataset..."
         self.live.value = ""
+        self._training = True
         self._launch(run_training, self.client, data, out, config, self.resume.value,
                      yielded=self._on_event, returned=self._finished,
                      progress=config["folds"] * config["epochs"], cancellable=True)
+
+    def _done(self) -> None:
+        super()._done()
+        self._training = False
+        self._update_estimate()
 
     def open_report_folder(self, *_: Any) -> bool:
         """Open the run folder in the system's file browser."""
@@ -295,6 +295,22 @@ class TrainWidget(JobWidget):
         name = next((d.get("name", "") for d in devices if d.get("type") == used), "")
         self.device.value = f"Keras {info.get('keras_backend', '?')} backend on {used}" + (
             f" ({name})" if name else "")
+        self._device_known(used)
+
+    def _device_known(self, device: str) -> None:
+        """Follow the device: the GPU profile on a GPU (unless the user chose one), and
+        the estimate for that device. Not while a run is going: its config is fixed."""
+        self._device_type = "GPU" if "GPU" in str(device).upper() else "CPU"
+        if self._training:
+            return
+        wanted = GPU_PROFILE if self._device_type == "GPU" else CPU_PROFILE
+        if (not self._profile_chosen and wanted in self.profile.choices
+                and self.profile.value != wanted):
+            with self.profile.changed.blocked():
+                self.profile.value = wanted
+            self._apply_profile(wanted)
+        else:
+            self._update_estimate()
 
     def _on_event(self, event: dict[str, Any]) -> None:
         from napari.utils.notifications import show_warning
@@ -310,6 +326,7 @@ class TrainWidget(JobWidget):
             self.device.value = (f"Keras {event.get('backend')} backend on "
                                  f"{event.get('device')} ({event.get('name')}), "
                                  f"{event.get('precision')}")
+            self._device_known(str(event.get("device", "CPU")))
         elif kind == "start":
             self.status.value = (f"Training: {event.get('n_images')} images, "
                                  f"{event.get('folds')} folds x {event.get('epochs')} epochs"
@@ -344,16 +361,17 @@ class TrainWidget(JobWidget):
             return
         self.result = result
         if "cancelled" in result:
-            self.status.value = (f"Cancelled: {result['cancelled']}. Completed epochs are in "
+            why = self._wording(str(result["cancelled"]))
+            self.status.value = (f"Cancelled: {why}. Completed epochs are in "
                                  f"{result.get('run_dir')}; tick 'resume' and Start to continue.")
             self.resume.value = True
             self.open_button.enabled = True
-            show_info(f"Train ALLNet: {result['cancelled']}")
+            show_info(f"Train ALLNet: {why}")
             return
         self.summary.value = metrics_table(result.get("folds") or [], result.get("holdout"),
                                            result.get("best_fold"))
         self.summary.visible = True
-        _fit_width(self.summary)
+        compact_table(self.summary)
         self.open_button.enabled = True
         if result.get("best_model"):
             session.register_model(result["best_model"])

@@ -941,6 +941,12 @@ WORKER_CASES = [
      "ConfigError", ["lr"]),
     ("resume_text", _job("train", **_TRAIN, resume="yes"), "ConfigError", ["'resume'"]),
     ("labels_not_a_tiff", None, "ImageReadError", ["labels.tif"]),
+    ("image_paths_not_a_list", _job("classify", image_paths="a.png", model="m.keras",
+                                    out_dir=_SCRATCH), "ConfigError", ["'image_paths'"]),
+    ("threshold_text", _job("classify", image_paths=["a.png"], model="m.keras",
+                            out_dir=_SCRATCH, threshold="high"), "ConfigError", ["'threshold'"]),
+    ("skip_bad_number", _job("classify", image_paths=["a.png"], model="m.keras",
+                             out_dir=_SCRATCH, skip_bad=1), "ConfigError", ["'skip_bad'"]),
 ]
 
 

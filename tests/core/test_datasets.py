@@ -168,3 +168,96 @@ def test_listing_comparison(cnmc_dir, tmp_path):
     victim.write_bytes(bytes(data))
     result = compare_with_listing(copy, listing)
     assert len(result["differing"]) == 1 and result["differing"][0].endswith(victim.name)
+
+
+def _class_folders(root, counts: dict[str, int]) -> None:
+    seed = 0
+    for folder, n in counts.items():
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            seed += 1
+            iio.imwrite(root / folder / f"c{i:03d}.png", _img(seed))
+
+
+def test_repeated_problems_are_grouped(tmp_path):
+    """A folder of unknown class folders gives one line per folder, not one per file."""
+    _class_folders(tmp_path, {"Lymphoblasts": 40, "Normozyten": 30})
+    report = scan(tmp_path, duplicates=False)
+    assert len(report.errors) == 70  # one per file ...
+    text = report.summary()
+    problem_lines = [line for line in text.splitlines() if "unknown class folder" in line]
+    assert len(problem_lines) == 2
+    blasts = next(line for line in problem_lines if "'Lymphoblasts'" in line)
+    assert ": 40 files, e.g. Lymphoblasts/c000.png, Lymphoblasts/c001.png, " \
+           "Lymphoblasts/c002.png" in blasts
+    assert "--classes Lymphoblasts=ALL" in blasts  # says how to map it
+    counts_only = report.summary(show=0)
+    assert "40 files\n" in counts_only and "c000.png" not in counts_only
+    assert report.summary(show=5).count("Normozyten/c0") == 5
+    with pytest.raises(ValueError, match="show must be >= 0"):
+        report.summary(show=-1)
+    # the error raised before training is grouped the same way
+    with pytest.raises(DatasetError) as info:
+        discover(tmp_path, verify=False)
+    assert str(info.value).count("unknown class folder") == 2
+    assert "40 files" in str(info.value)
+    # images without a subject: one line in the subject list, not one per image
+    _class_folders(tmp_path / "more", {"all": 3, "hem": 4})
+    table_text = scan(tmp_path / "more").summary()
+    assert "7 image(s) without a subject, each its own (ALL 3, HEM 4)" in table_text
+    assert "img:" not in table_text
+
+
+def test_data_check_groups_problems_and_validates_show(tmp_path, capsys):
+    from allnet_core.cli import main
+
+    _class_folders(tmp_path, {"Lymphoblasts": 12})
+    assert main(["data", "check", str(tmp_path), "--show", "1"]) == 1
+    out = capsys.readouterr().out
+    assert out.count("unknown class folder") == 1
+    assert "12 files, e.g. Lymphoblasts/c000.png" in out and "c001.png" not in out
+    with pytest.raises(SystemExit) as info:
+        main(["data", "check", str(tmp_path), "--show", "-1"])
+    assert info.value.code == 2
+    assert "--show: must be 0 or more, got -1" in capsys.readouterr().err
+
+
+def test_class_mapping_for_other_folder_names(tmp_path):
+    from allnet_core.cli import main
+    from allnet_core.datasets import parse_class_map
+    from allnet_core.errors import ConfigError
+
+    _class_folders(tmp_path, {"Lymphoblasts": 3, "Normozyten": 2})
+    table = discover(tmp_path, classes="lymphoblasts=ALL, Normozyten=hem")
+    assert sorted(table["label"]) == ["ALL", "ALL", "ALL", "HEM", "HEM"]
+    assert table.equals(discover(tmp_path, classes={"LYMPHOBLASTS": "ALL",
+                                                    "normozyten": "HEM"}))
+    # a small mapping file: NAME=CLASS or NAME,CLASS per line, # comments
+    mapping = tmp_path.parent / f"{tmp_path.name}_classes.txt"
+    mapping.write_text("# Zheng et al. folder names\nLymphoblasts = ALL\nNormozyten,HEM\n\n")
+    assert parse_class_map(mapping) == {"lymphoblasts": "ALL", "normozyten": "HEM"}
+    assert scan(tmp_path, classes=str(mapping)).table.equals(table)
+    # an explicit mapping wins over the built-in names
+    assert class_of_folder("normal", {"normal": "ALL"}) == "ALL"
+    assert class_of_folder("normal") == "HEM"
+    for bad, expected in [("blast=AML", "blast=AML is not"), ("blast", "not NAME=CLASS"),
+                          ("=ALL", "is not a folder name")]:
+        with pytest.raises(ConfigError, match=expected):
+            parse_class_map(bad)
+    assert main(["data", "check", str(tmp_path), "--classes", str(mapping)]) == 0
+    assert main(["data", "check", str(tmp_path), "--classes", "Lymphoblasts=AML"]) == 2
+
+
+def test_subjects_csv_with_an_empty_cell_is_a_problem(tmp_path):
+    _class_folders(tmp_path, {"all": 2, "hem": 2})
+    pd.DataFrame({"file": ["all/c000.png", "all/c001.png", "hem/c000.png", "hem/c001.png"],
+                  "subject": ["p1", None, "d1", "d1"]}).to_csv(tmp_path / "subjects.csv",
+                                                               index=False)
+    report = scan(tmp_path)
+    errors = [p for p in report.errors if "subjects.csv" in p.message]
+    assert len(errors) == 1 and errors[0].path == str(tmp_path / "subjects.csv")
+    assert "empty 'file' or 'subject' cell: line 3 (all/c001.png)" in errors[0].message
+    assert "nan" not in set(report.table["subject"])
+    assert "Problems: none" not in report.summary()
+    with pytest.raises(DatasetError, match="line 3"):
+        discover(tmp_path)

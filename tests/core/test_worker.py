@@ -211,3 +211,145 @@ def test_client_reports_a_killed_worker(tmp_path):
         assert client.pid != old
     finally:
         client.close()
+
+
+def test_classify_many_files_is_the_batch_classification(worker, tmp_path):
+    """``image_paths`` runs classify_images: the same table as calling it directly."""
+    import pandas as pd
+
+    from allnet_core.inference import Classifier, classify_images
+    from allnet_core.model import build_allnet
+    from allnet_core.synthetic import write_cnmc_dataset
+
+    data = tmp_path / "cells"
+    write_cnmc_dataset(data, subjects=2, cells_per_subject=3, size=48, seed=3)
+    model = build_allnet(input_shape=(32, 32, 3), dense_units=8)
+    model.save(tmp_path / "m.keras")
+    out = tmp_path / "out"
+    worker.send({"op": "classify", "id": "many", "image_paths": [str(data)],
+                 "model": str(tmp_path / "m.keras"), "out_dir": str(out), "mode": "cells"})
+    msg = worker.next(where={"id": "many", "kind": "result"}, timeout=300)
+    res = msg["result"]
+    cells = pd.read_csv(res["table_path"])
+    direct = classify_images(Classifier.load(tmp_path / "m.keras"), [data], mode="cells").cells
+    assert res["n_images"] == len(direct) == len(cells) == res["n_cells"]
+    assert list(cells["source"]) == [str(s) for s in direct["source"]]
+    np.testing.assert_allclose(cells["p_all"], direct["p_all"], atol=1e-5)
+    assert pd.read_csv(res["per_subject_path"])["cells"].sum() == len(cells)
+
+
+def test_client_says_what_killed_the_worker_without_framework_noise():
+    """A crash report names the signal and drops TensorFlow's start-up chatter."""
+    import signal
+
+    from allnet_core.worker import WorkerClient, WorkerCrashed
+    from allnet_core.worker.client import _describe_exit
+
+    assert _describe_exit(-signal.SIGKILL) == "the worker process was killed (signal 9, SIGKILL)"
+    assert _describe_exit(-signal.SIGTERM) == "the worker process was killed (signal 15, SIGTERM)"
+    assert _describe_exit(3) == "the worker process exited with code 3"
+
+    client = WorkerClient()
+    noise = [
+        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+        "E0000 00:00:1700000000.1 123 cuda_executor.cc:1228] failed call to cuInit: CUDA "
+        "error: UNKNOWN ERROR (303)",
+        "I0000 00:00:1700000000.2 123 cuda_platform.cc:51] Could not find cuda drivers on "
+        "your machine, GPU will not be used.",
+        "I0000 00:00:1700000000.3 123 cpu_feature_guard.cc:210] This TensorFlow binary is "
+        "optimized to use available CPU instructions.",
+        "To enable the following instructions: AVX2 FMA, in other operations, rebuild "
+        "TensorFlow with the appropriate compiler flags.",
+    ]
+    client._stderr.extend([noise[0], "MemoryError: cannot allocate", *noise[1:], ""])
+    assert client.stderr_tail() == "MemoryError: cannot allocate"
+
+    try:
+        jobs = client.stream("device_info")
+        killer = threading.Timer(1.0, lambda: os.kill(client.pid, signal.SIGKILL))
+        killer.start()
+        with pytest.raises(WorkerCrashed) as info:
+            list(jobs)
+        message = str(info.value)
+        assert message.startswith("the worker process was killed (signal 9, SIGKILL) during "
+                                  "'device_info'"), message
+        assert "out-of-memory killer" in message  # the likely cause of a SIGKILL
+        assert "cuInit" not in message and "cuda drivers" not in message
+        assert info.value.returncode == -signal.SIGKILL
+    finally:
+        client.close()
+
+
+def test_cancel_during_start_up_stops_the_worker_at_once():
+    """A job still in its start-up (framework import, model loading) cannot reach a
+    batch check: Cancel stops the worker after start_grace, not cancel_grace."""
+    from allnet_core.progress import CancelToken
+    from allnet_core.worker import WorkerClient
+
+    client = WorkerClient(cancel_grace=120.0, start_grace=1.0)
+    token = CancelToken()
+    try:
+        threading.Timer(0.5, token.cancel).start()
+        t0 = time.monotonic()
+        outcome = client.call("device_info", cancel=token)  # a cold worker imports keras
+        elapsed = time.monotonic() - t0
+        assert outcome["kind"] == "cancelled", outcome
+        assert "within 1 s" in outcome["message"]
+        assert elapsed < 30, elapsed  # far from the 120 s cancel_grace
+        assert not client.busy
+        assert client.ping()["kind"] == "pong"  # the next request starts a fresh worker
+    finally:
+        client.close()
+
+
+def test_classify_checks_cancel_right_after_loading_the_model(tmp_path):
+    """The worker's classify job stops after the model has loaded when Cancel came
+    during loading, so a warm worker answers 'cancelled' and stays alive."""
+    from allnet_core.errors import CancelledError
+    from allnet_core.io import write_image
+    from allnet_core.progress import CancelToken
+    from allnet_core.worker import jobs
+
+    class SlowModels:
+        def load(self, model):
+            token.cancel()  # Cancel pressed while the model loads
+            return object()
+
+    token = CancelToken()
+    write_image(tmp_path / "field.png", np.zeros((16, 16, 3), np.uint8))
+    events = []
+    request = {"op": "classify", "image_path": str(tmp_path / "field.png"), "model": "m.keras",
+               "out_dir": str(tmp_path / "out")}
+    with pytest.raises(CancelledError, match="classification cancelled"):
+        jobs.classify(request, events.append, token, models=SlowModels())
+    assert [e.get("stage") for e in events] == ["loading model"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_worker_dying_at_start_is_reported_not_replaced_mid_job():
+    """If the worker dies between its start and the job's request, the job reports that
+    process's exit; no second worker is started behind the job's back (it used to get
+    the request while the client waited on the dead one's output, then 'did not exit')."""
+    from allnet_core.worker import WorkerClient, WorkerCrashed
+
+    class DiesAtFirstStart(WorkerClient):
+        starts = 0
+
+        def start(self):
+            fresh = not self.is_alive()
+            super().start()
+            if fresh:
+                type(self).starts += 1
+                if type(self).starts == 1:
+                    self._proc.kill()
+                    self._proc.wait()
+
+    client = DiesAtFirstStart()
+    try:
+        with pytest.raises(WorkerCrashed, match=r"killed \(signal 9, SIGKILL\) during 'ping'"):
+            list(client.stream("ping"))
+        assert DiesAtFirstStart.starts == 1
+        assert client.ping()["kind"] == "pong"  # the next request starts a fresh worker
+        assert DiesAtFirstStart.starts == 2
+    finally:
+        client.close()

@@ -11,7 +11,7 @@ import pytest
 from napari.utils.colormaps.standardize_color import transform_color
 
 from napari_allnet import _session as session
-from napari_allnet._classify_widget import MODEL_FILE, SESSION_MODEL
+from napari_allnet._classify_widget import CLASS_OPACITY, MODEL_FILE, SESSION_MODEL
 from napari_allnet._colors import ALL_COLOR, HEM_COLOR
 
 TIMEOUT = 300_000  # ms: the first job pays the worker's framework start-up
@@ -56,6 +56,7 @@ def test_classify_bccd_field(viewer_with_bccd, qtbot, tiny_model, tmp_path, noti
         np.testing.assert_allclose(layer.colormap.map(np.array([label]))[0], expected,
                                    atol=1e-6)
     assert layer.colormap.map(np.array([0]))[0][3] == 0
+    assert layer.opacity == CLASS_OPACITY <= 0.4  # the nuclei show through the fill
 
     # hovering a cell shows its class and probability
     row = table.iloc[0]
@@ -76,6 +77,7 @@ def test_classify_bccd_field(viewer_with_bccd, qtbot, tiny_model, tmp_path, noti
     # Export CSV round-trips the table
     saved = widget.export_csv(tmp_path / "cells.csv")
     back = pd.read_csv(saved)
+    assert set(back["image"]) == {image.name}  # no file behind the sample: its layer name
     assert list(back["label"]) == list(table["label"])
     assert list(back["class"]) == list(table["class"])
     np.testing.assert_allclose(back["p_all"], table["p_all"], rtol=1e-6)
@@ -110,10 +112,14 @@ def test_cancel_classification(viewer_with_bccd, qtbot, tiny_model, notification
     widget.model_source.value = MODEL_FILE
     widget.model_file.value = tiny_model
     n_layers = len(viewer.layers)
+    widget.client.close()  # a cold worker: Cancel comes during its start-up
     widget.run()
     widget.cancel_button.native.click()
-    _wait(qtbot, widget)
+    assert widget.status.value == "Cancelling..."
+    _wait(qtbot, widget)  # within the client's start_grace, not its 20 s cancel_grace
     assert widget.status.value == "Cancelled"
+    infos = [text for level, text in notifications if level == "info"]
+    assert infos and "cancelled" in infos[-1]
     assert len(viewer.layers) == n_layers
     assert not [n for n in notifications if n[0] == "error"]
 
@@ -134,8 +140,10 @@ def test_killed_worker_is_reported_and_layers_unchanged(viewer_with_bccd, qtbot,
     _wait(qtbot, widget)
 
     errors = [text for level, text in notifications if level == "error"]
-    assert len(errors) == 1 and "SIGKILL" in errors[0], notifications
-    assert "failed" in widget.status.value
+    assert len(errors) == 1, notifications
+    assert "the worker process was killed (signal 9, SIGKILL)" in errors[0]
+    assert "cuInit" not in errors[0] and "cuda drivers" not in errors[0]  # no framework noise
+    assert "failed" in widget.status.value and "SIGKILL" in widget.status.value
     assert [layer.name for layer in viewer.layers] == list(before)
     for layer in viewer.layers:
         np.testing.assert_array_equal(layer.data, before[layer.name])
@@ -153,3 +161,28 @@ def test_missing_model_gives_a_notification(viewer_with_bccd, notifications, tmp
     widget.run()
     assert not widget.busy
     assert notifications[-1][0] == "warning" and "model file" in notifications[-1][1]
+
+
+def test_empty_labels_layer_asks_to_segment_first(viewer_with_bccd, notifications):
+    viewer, image, widget = viewer_with_bccd
+    empty = viewer.add_labels(np.zeros(image.data.shape[:2], np.int32), name="not yet")
+    widget.labels.value = empty
+    widget.run()
+    assert not widget.busy
+    expected = ("the labels layer 'not yet' is empty: segment first (or choose no labels "
+                "layer to segment automatically)")
+    assert expected in widget.status.value and widget.status.value.startswith("Cannot classify")
+    assert notifications[-1][0] == "warning" and expected in notifications[-1][1]
+    assert "0 cells" not in widget.summary.value
+
+
+def test_image_name_is_the_source_file(make_napari_viewer, tmp_path):
+    from allnet_core.io import write_image
+    from napari_allnet._classify_widget import image_name
+
+    viewer = make_napari_viewer()
+    path = tmp_path / "field_07.png"
+    write_image(path, np.zeros((8, 8, 3), np.uint8))
+    opened = viewer.open(str(path), plugin="napari")[0]
+    assert image_name(opened) == "field_07.png"
+    assert image_name(viewer.add_image(np.zeros((8, 8, 3), np.uint8), name="pasted")) == "pasted"

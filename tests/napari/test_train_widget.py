@@ -27,11 +27,15 @@ def test_fields_map_onto_trainconfig(train_widget):
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     assert set(widget.fields) == set(TRAIN_FIELDS) and set(TRAIN_FIELDS) <= names
     assert widget.profile.choices == tuple(sorted(PROFILES))
+    # before the device is known the form assumes a CPU: the quick profile
+    assert widget.profile.value == "quick"
+    quick = TrainConfig.from_profile("quick")
+    assert all(w.value == getattr(quick, n) for n, w in widget.fields.items())
+    widget.profile.value = "paper"
     for name, field_widget in widget.fields.items():
         assert field_widget.name == name
         assert field_widget.value == getattr(TrainConfig(), name)  # paper defaults
     widget.profile.value = "quick"
-    quick = TrainConfig.from_profile("quick")
     assert all(w.value == getattr(quick, n) for n, w in widget.fields.items())
     widget.fields["epochs"].value = 3
     widget.fields["split"].value = "image"
@@ -72,7 +76,11 @@ def test_too_few_subjects_for_folds(train_widget, qtbot, tmp_path, tiny_dataset,
     widget.start()
     qtbot.waitUntil(lambda: not widget.busy, timeout=60_000)
     errors = [t for level, t in notifications if level == "error"]
-    assert len(errors) == 1 and "subjects" in errors[0] and "--folds" in errors[0]
+    # in the widget's words: the field to change, not the command-line flag
+    assert len(errors) == 1 and "subjects" in errors[0] and "set 'folds' to" in errors[0]
+    assert "--" not in errors[0]
+    assert widget.status.value.startswith("Stopped: ")  # the reason shows in the widget too
+    assert "set 'folds' to" in widget.status.value and "subjects" in widget.status.value
     assert not (tmp_path / "run").exists()
 
 
@@ -159,3 +167,88 @@ def test_summary_mean_std_is_the_reports(train_widget):
     one = metrics_table(folds[:1], None)
     assert one["index"] == ["fold 1", "mean ± std"]
     assert one["data"][1] == [f"{100 * folds[0][k]:.1f}" for k in METRICS]
+
+
+def test_estimate_follows_profile_fields_and_device(train_widget):
+    _, widget = train_widget
+    quick = widget.estimate.value
+    assert quick.startswith("Estimated length on a CPU: about 6 min")  # the demo's 6.2 min
+    widget.profile.value = "paper"
+    paper = widget.estimate.value
+    assert paper != quick and "days" in paper and "5 folds x 65 epochs" in paper
+    widget.fields["epochs"].value = 13  # a field changes the estimate too
+    assert "5 folds x 13 epochs" in widget.estimate.value
+    assert widget.estimate.value != paper
+
+
+def test_profile_follows_the_device_unless_chosen(train_widget):
+    _, widget = train_widget
+    gpu = {"keras_backend": "tensorflow", "device_used": "GPU",
+           "devices": [{"type": "GPU", "name": "H100"}, {"type": "CPU", "name": "cpu"}]}
+    widget._show_device({**gpu, "device_used": "CPU", "devices": [{"type": "CPU"}]})
+    assert widget.profile.value == "quick"
+    assert widget.estimate.value.startswith("Estimated length on the CPU")
+    widget._show_device(gpu)
+    assert widget.profile.value == "paper" and widget.fields["epochs"].value == 65
+    assert "no GPU speed has been measured" in widget.estimate.value
+    assert widget.device.value == "Keras tensorflow backend on GPU (H100)"
+    # a profile the user picked stays
+    widget.profile.value = "quick"
+    widget._show_device(gpu)
+    assert widget.profile.value == "quick"
+
+
+def test_progress_bar_fills(train_widget, qtbot):
+    """The activity dock's bar moves: napari's progress emits its value from update()."""
+    import threading
+
+    viewer, widget = train_widget
+    release = threading.Event()
+    seen = []
+
+    def job():
+        yield {"kind": "fold_start", "fold": 1, "folds": 2}
+        yield {"kind": "epoch_end", "fold": 1, "folds": 2, "epoch": 1, "epochs": 3}
+        yield {"kind": "epoch_end", "fold": 1, "folds": 2, "epoch": 2, "epochs": 3}
+        release.wait(30)
+
+    widget._epochs = 3
+    widget._launch(job, yielded=widget._on_event, returned=lambda _: None, progress=6)
+    pbar = widget._pbar
+    pbar.events.value.connect(lambda event: seen.append(event.value))
+    bar = viewer.window._qt_window._activity_dialog.get_pbar_from_prog(pbar)
+    qtbot.waitUntil(lambda: pbar.n == 2, timeout=10_000)
+    assert seen == [1, 2]  # one value event per epoch
+    assert bar._get_value() == 2 and bar.qt_progress_bar.maximum() == 6
+    release.set()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=10_000)
+
+
+def test_summary_table_keeps_the_dock_narrow(train_widget):
+    _, widget = train_widget
+    folds = [dict(zip(METRICS, (0.9, 0.85, 0.95, 0.9, 0.88, 0.8), strict=True), fold=i)
+             for i in range(1, 6)]
+    widget._finished({"folds": folds, "holdout": folds[0], "best_fold": 1, "run_dir": "run"})
+    assert not widget.summary.native.isHidden()  # shown (the test viewer is off-screen)
+    assert widget.native.minimumSizeHint().width() <= 400
+    table = widget.summary.native
+    assert table.height() >= sum(table.rowHeight(r) for r in range(table.rowCount()))
+
+
+@pytest.mark.parametrize("core, widget_words", [
+    ("only 2 ALL subjects, but a hold-out plus 9 folds needs at least 10 subjects of each "
+     "class; use --folds 3", "set 'folds' to 3"),
+    ("add data or use --split image (not subject-disjoint)", "set 'split by' to image"),
+    ("training cancelled during fold 1 (epochs 1-2 of it are saved); continue with "
+     "`allnet train ... --out /tmp/run --resume`", "continue: tick 'resume' and press Start"),
+    ("/tmp/run already holds a training run; continue it with --resume or choose another "
+     "--out", "continue it with 'resume' ticked or choose another 'run folder'"),
+    ("/tmp/run was started with profile 'paper', not 'quick'; resume it without --profile",
+     "resume it with the run's own 'profile'"),
+])
+def test_core_messages_in_the_widgets_words(core, widget_words):
+    from napari_allnet._train_widget import flag_labels
+    from napari_allnet._wording import in_field_words
+
+    text = in_field_words(core, flag_labels(), ticks=("resume",))
+    assert widget_words in text and "--" not in text and "allnet train" not in text

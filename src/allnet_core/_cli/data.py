@@ -5,6 +5,22 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+#: Example paths per kind of problem when --show is not given.
+_EXAMPLES = 3
+#: Paths per listing category when --show is not given.
+_LISTED = 10
+
+
+def _count(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="check a dataset folder or write a synthetic one",
@@ -15,14 +31,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         "check", help="summarise a dataset and list its problems",
         description="Print counts per class, fold and subject and every problem found "
         "(unreadable, unlabelled or duplicate files, unknown class folders, one class only). "
-        "Exits with 1 when there are errors.")
+        "Repeated problems are grouped: one line with the count and a few example paths. "
+        "Exits with 1 when there are errors.",
+        epilog="example: allnet data check data/zheng --classes blast=ALL,normal=HEM --show 5")
     c.add_argument("root", type=Path, help="dataset folder (C-NMC layout or class folders)")
+    c.add_argument("--classes", metavar="MAP",
+                   help="class folder names beyond all/hem/blast/normal/...: NAME=ALL,NAME=HEM "
+                   "(case-insensitive), or a file with one NAME=CLASS per line")
     c.add_argument("--against-listing", type=Path, metavar="FILE",
                    help="official sha256 listing (TSV: sha256, size_bytes, path) to compare with")
     c.add_argument("--no-verify", action="store_true",
                    help="do not decode every image (faster, misses unreadable files)")
-    c.add_argument("--show", type=int, default=10, metavar="N",
-                   help="listing comparison: how many paths to show per category (default 10)")
+    c.add_argument("--show", type=_count, default=None, metavar="N",
+                   help=f"example paths per kind of problem (default {_EXAMPLES}) and paths "
+                   f"per listing category (default {_LISTED}); 0 shows counts only")
     c.set_defaults(func=_check)
 
     s = data_sub.add_parser(
@@ -40,11 +62,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from allnet_core.datasets import compare_with_listing, scan
+    from allnet_core.datasets import compare_with_listing, parse_class_map, scan
 
-    report = scan(args.root, verify=not args.no_verify)
-    print(report.summary())
+    classes = parse_class_map(args.classes)
+    report = scan(args.root, verify=not args.no_verify, classes=classes)
+    print(report.summary(show=_EXAMPLES if args.show is None else args.show))
     if args.against_listing is not None:
+        args.show = _LISTED if args.show is None else args.show
         cmp = compare_with_listing(args.root, args.against_listing)
         print(f"Listing {args.against_listing}: {cmp['expected']} official file(s) in scope, "
               f"{len(cmp['matching'])} match, {len(cmp['differing'])} differ, "

@@ -198,12 +198,17 @@ def run_train(args) -> int:
     result = _train(args.data, config, args.out, args.resume)
     if result is None:
         return 130
-    h = result.holdout
-    print(f"hold-out accuracy {100 * h['accuracy']:.2f} %, F1 {100 * h['f1']:.2f} % "
-          f"(fold {result.best_fold} model)")
-    print(f"report: {result.report}")
+    _print_result(result)
     print(f"best model: {result.best_model}")
     return 0
+
+
+def _print_result(result, extra: str = "") -> None:
+    """The hold-out line and the report's path of a finished run."""
+    h = result.holdout
+    print(f"hold-out accuracy {100 * h['accuracy']:.2f} %, F1 {100 * h['f1']:.2f} % "
+          f"(fold {result.best_fold} model){extra}")
+    print(f"report: {result.report}")
 
 
 def run_evaluate(args) -> int:
@@ -251,9 +256,7 @@ def run_demo(args) -> int:
     print("evaluating the best model on synthetic cells of new subjects ...", file=sys.stderr)
     ev = evaluate(result.run_dir, test, out / "evaluation")
     minutes = (time.perf_counter() - t0) / 60
-    h = result.holdout
-    print(f"hold-out accuracy {100 * h['accuracy']:.2f} % (fold {result.best_fold} model); "
-          f"new subjects: accuracy {100 * ev.metrics['accuracy']:.2f} %; {minutes:.1f} min")
-    print(f"report: {result.report}")
+    _print_result(result, f"; new subjects: accuracy {100 * ev.metrics['accuracy']:.2f} %; "
+                          f"{minutes:.1f} min")
     print(f"evaluation on new subjects: {ev.report}")
     return 0

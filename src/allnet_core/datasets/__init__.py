@@ -15,12 +15,16 @@ C-NMC preliminary test
 Plain class folders
     ``<root>/<class>/*`` (any depth below the class folder). Class folder names map
     case-insensitively: ``all``, ``blast``, ``blasts``, ``leukemia``, ``leukaemia`` -> ALL;
-    ``hem``, ``normal``, ``healthy`` -> HEM. An optional ``subjects.csv`` at the root with
-    columns ``file`` (path relative to the root, or bare file name) and ``subject`` maps
-    files to subjects; without it each image is its own subject, and the report warns.
+    ``hem``, ``normal``, ``healthy`` -> HEM; other names through a class mapping
+    (``classes=`` of :func:`scan` and :func:`discover`, e.g. ``"blast=ALL,normal=HEM"``,
+    see :func:`parse_class_map`). An optional ``subjects.csv`` at the root with columns
+    ``file`` (path relative to the root, or bare file name) and ``subject`` maps files to
+    subjects (an empty cell is an error naming its line); without it each image is its
+    own subject, and the report warns.
 
 Problems are collected, never raised one by one: unreadable files, unknown class folders,
-files with no label, duplicate files (same bytes), an empty root, a single class.
+files with no label, duplicate files (same bytes), an empty root, a single class. Reports
+group repeated problems into one line with a count and a few examples.
 :func:`discover` raises one :class:`~allnet_core.errors.DatasetError` listing every error;
 :func:`scan` returns them in a :class:`DatasetReport` for ``allnet data check``.
 
@@ -37,9 +41,9 @@ Modules
     :func:`compare_with_listing`: a folder against an official sha256 listing.
 """
 
-from allnet_core.datasets.layouts import class_of_folder, parse_cnmc_name
+from allnet_core.datasets.layouts import class_of_folder, parse_class_map, parse_cnmc_name
 from allnet_core.datasets.listing import compare_with_listing, read_listing
-from allnet_core.datasets.report import DatasetReport, Problem
+from allnet_core.datasets.report import DatasetReport, Problem, group_problems
 from allnet_core.datasets.scanning import COLUMNS, discover, scan
 from allnet_core.datasets.table import as_table
 
@@ -51,6 +55,8 @@ __all__ = [
     "class_of_folder",
     "compare_with_listing",
     "discover",
+    "group_problems",
+    "parse_class_map",
     "parse_cnmc_name",
     "read_listing",
     "scan",

@@ -6,14 +6,18 @@ See :mod:`allnet_core.datasets` for the layouts.
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
 
+from allnet_core.classes import CLASS_NAMES
 from allnet_core.datasets.report import Problem
+from allnet_core.errors import ConfigError
 
-__all__ = ["class_of_folder", "parse_cnmc_name"]
+__all__ = ["class_of_folder", "parse_class_map", "parse_cnmc_name"]
 
 # ``_aug<k>`` marks an augmented copy written by ``allnet augment``; it keeps the subject.
 _CNMC_NAME = re.compile(r"^UID_([A-Za-z]*\d+)_(\d+)_(\d+)(?:_aug\d+)?_(all|hem)\.[A-Za-z]+$",
@@ -51,9 +55,75 @@ def parse_cnmc_name(name: str) -> dict | None:
     }
 
 
-def class_of_folder(name: str) -> str | None:
-    """Map a class folder name to ``"ALL"``/``"HEM"`` (case-insensitive), or None."""
-    return _CLASS_FOLDERS.get(name.lower())
+def class_of_folder(name: str, classes: Mapping[str, str] | None = None) -> str | None:
+    """Map a class folder name to ``"ALL"``/``"HEM"`` (case-insensitive), or None.
+
+    ``classes`` maps other folder names (e.g. another dataset's ``{"blast": "ALL",
+    "normal": "HEM"}``, see :func:`parse_class_map`); it is checked before the built-in
+    names.
+    """
+    key = name.lower()
+    if classes:
+        mapped = {str(k).lower(): v for k, v in classes.items()}.get(key)
+        if mapped is not None:
+            return mapped
+    return _CLASS_FOLDERS.get(key)
+
+
+def parse_class_map(spec: str | os.PathLike | Mapping[str, str] | None) -> dict[str, str]:
+    """A folder-name-to-class mapping from ``"blast=ALL,normal=HEM"`` or a small file.
+
+    Parameters
+    ----------
+    spec : str, path-like, mapping or None
+        ``"name=CLASS,name=CLASS"``; or the path of a text file with one ``name=CLASS``
+        (or ``name,CLASS``) per line, ``#`` starting a comment; or a mapping. Class names
+        are ``ALL`` or ``HEM`` in any case; folder names match case-insensitively.
+
+    Returns
+    -------
+    dict
+        ``{folder name (lower-cased): "ALL" | "HEM"}``; empty for None or ``""``.
+
+    Raises
+    ------
+    ConfigError
+        For an entry without ``=``, an empty name or a class other than ALL/HEM.
+
+    Examples
+    --------
+    >>> parse_class_map("Blast=all, normal=HEM")
+    {'blast': 'ALL', 'normal': 'HEM'}
+    """
+    if not spec:
+        return {}
+    if isinstance(spec, Mapping):
+        items, where = [(str(k), str(v)) for k, v in spec.items()], "class mapping"
+    else:
+        path = Path(spec)
+        if path.is_file():
+            lines = path.read_text(encoding="utf-8").splitlines()
+            entries = [line.split("#", 1)[0].strip() for line in lines]
+            where = str(path)
+        else:
+            entries, where = str(spec).split(","), "class mapping"
+        items = [_split_entry(e, where) for e in entries if e.strip()]
+    out = {}
+    for name, cls in items:
+        label = cls.strip().upper()
+        if not name.strip() or label not in CLASS_NAMES:
+            raise ConfigError(f"{where}: {name.strip()}={cls.strip()} is not a folder name "
+                              f"mapped to one of {', '.join(sorted(CLASS_NAMES))}")
+        out[name.strip().lower()] = label
+    return out
+
+
+def _split_entry(entry: str, where: str) -> tuple[str, str]:
+    for sep in ("=", ","):
+        if sep in entry:
+            name, cls = entry.split(sep, 1)
+            return name, cls
+    raise ConfigError(f"{where}: {entry.strip()!r} is not NAME=CLASS (e.g. blast=ALL)")
 
 
 def _fold_of(path: Path, root: Path) -> str:
@@ -86,8 +156,18 @@ def _read_subjects_csv(root: Path, problems: list[Problem]) -> dict[str, str]:
             "error", f"subjects.csv needs columns 'file' and 'subject' (missing {sorted(missing)})",
             str(csv)))
         return {}
-    return {str(f).replace("\\", "/"): str(s).strip().lower()
-            for f, s in zip(table["file"], table["subject"], strict=True)}
+    out, empty = {}, []
+    for line, (f, s) in enumerate(zip(table["file"], table["subject"], strict=True), start=2):
+        if pd.isna(f) or not str(f).strip() or pd.isna(s) or not str(s).strip():
+            empty.append(f"line {line}" + ("" if pd.isna(f) else f" ({str(f).strip()})"))
+            continue
+        out[str(f).strip().replace("\\", "/")] = str(s).strip().lower()
+    if empty:
+        shown = ", ".join(empty[:5]) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
+        problems.append(Problem(
+            "error", f"subjects.csv has {len(empty)} row(s) with an empty 'file' or 'subject' "
+            f"cell: {shown}; fill them in or delete those rows", str(csv)))
+    return out
 
 
 def _read_prelim_labels(folder: Path, problems: list[Problem]) -> dict[str, tuple[str, str]]:

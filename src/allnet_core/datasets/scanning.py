@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import defaultdict
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -22,10 +23,11 @@ from allnet_core.datasets.layouts import (
     _read_prelim_labels,
     _read_subjects_csv,
     class_of_folder,
+    parse_class_map,
     parse_cnmc_name,
 )
 from allnet_core.datasets.listing import file_sha256
-from allnet_core.datasets.report import DatasetReport, Problem
+from allnet_core.datasets.report import OWN_SUBJECT_PREFIX, DatasetReport, Problem
 from allnet_core.errors import AllnetError, DatasetError
 from allnet_core.io import find_images, read_rgb
 
@@ -72,7 +74,8 @@ def _find_duplicates(paths: list[Path], problems: list[Problem]) -> None:
                 problems.append(Problem("error", f"duplicate of {first} (same bytes)", str(p)))
 
 
-def scan(root: str | os.PathLike, verify: bool = True, duplicates: bool = True) -> DatasetReport:
+def scan(root: str | os.PathLike, verify: bool = True, duplicates: bool = True,
+         classes: Mapping[str, str] | str | None = None) -> DatasetReport:
     """List the labelled images under ``root`` and collect every problem.
 
     Parameters
@@ -83,6 +86,10 @@ def scan(root: str | os.PathLike, verify: bool = True, duplicates: bool = True) 
         Decode every image with :func:`~allnet_core.io.read_rgb` to find unreadable files.
     duplicates : bool
         Hash files of equal size to find duplicates.
+    classes : mapping or str, optional
+        Class folder names beyond the built-in ones, e.g. ``{"blast": "ALL", "normal":
+        "HEM"}`` or ``"blast=ALL,normal=HEM"`` (see
+        :func:`~allnet_core.datasets.parse_class_map`); checked first.
 
     Returns
     -------
@@ -90,6 +97,7 @@ def scan(root: str | os.PathLike, verify: bool = True, duplicates: bool = True) 
         ``table`` has the columns :data:`COLUMNS`, one row per usable image, sorted by path.
     """
     root = Path(root)
+    classes = parse_class_map(classes)
     problems: list[Problem] = []
     if not root.is_dir():
         raise DatasetError(f"{root}: dataset folder does not exist")
@@ -112,7 +120,7 @@ def scan(root: str | os.PathLike, verify: bool = True, duplicates: bool = True) 
             rows.append((str(p), label, subject or f"prelim:{p.stem}", "", "cnmc_prelim"))
             continue
         if parsed is not None:
-            folder_label = class_of_folder(parent)
+            folder_label = class_of_folder(parent, classes)
             if folder_label is not None and folder_label != parsed["label"]:
                 problems.append(Problem(
                     "error", f"file name says {parsed['label']} but it is in folder "
@@ -121,13 +129,15 @@ def scan(root: str | os.PathLike, verify: bool = True, duplicates: bool = True) 
             rows.append((str(p), parsed["label"], parsed["subject"], _fold_of(p, root), "cnmc"))
             continue
         # Plain layout: the nearest ancestor folder (below root) that names a class.
-        label = next((class_of_folder(part) for part in reversed(rel.parts[:-1])
-                      if class_of_folder(part)), None)
+        label = next((class_of_folder(part, classes) for part in reversed(rel.parts[:-1])
+                      if class_of_folder(part, classes)), None)
         if label is None:
             if len(rel.parts) > 1:
+                known = ", ".join(sorted({*_CLASS_FOLDERS, *classes}))
                 problems.append(Problem(
-                    "error", f"unknown class folder '{rel.parts[0]}' (expected one of "
-                    f"{', '.join(sorted(_CLASS_FOLDERS))})", str(p)))
+                    "error", f"unknown class folder '{rel.parts[0]}' (known: {known}; map "
+                    "other names with a class mapping, e.g. --classes "
+                    f"{rel.parts[0]}=ALL or =HEM)", str(p)))
             else:
                 problems.append(Problem("error", "no label: image lies directly in the root; "
                                         "put it in a class folder (all/ or hem/)", str(p)))
@@ -136,7 +146,7 @@ def scan(root: str | os.PathLike, verify: bool = True, duplicates: bool = True) 
         subject = subjects_map.get(key) or subjects_map.get(p.name)
         if subject is None:
             own_subject += 1
-            subject = f"img:{rel.with_suffix('').as_posix()}"
+            subject = f"{OWN_SUBJECT_PREFIX}{rel.with_suffix('').as_posix()}"
         rows.append((str(p), label, subject, _fold_of(p, root), "folders"))
 
     if own_subject:
@@ -163,7 +173,8 @@ def scan(root: str | os.PathLike, verify: bool = True, duplicates: bool = True) 
     return DatasetReport(root=root, table=table, problems=problems)
 
 
-def discover(root: str | os.PathLike, verify: bool = True) -> pd.DataFrame:
+def discover(root: str | os.PathLike, verify: bool = True,
+             classes: Mapping[str, str] | str | None = None) -> pd.DataFrame:
     """Table of the labelled images under ``root``, one row per image.
 
     Parameters
@@ -172,6 +183,8 @@ def discover(root: str | os.PathLike, verify: bool = True) -> pd.DataFrame:
         Dataset folder (see the module docstring for the layouts).
     verify : bool
         Decode every image first, so unreadable files are reported before work starts.
+    classes : mapping or str, optional
+        Class folder names beyond the built-in ones, as for :func:`scan`.
 
     Returns
     -------
@@ -186,7 +199,7 @@ def discover(root: str | os.PathLike, verify: bool = True) -> pd.DataFrame:
         Listing every error found (empty root, single class, unreadable, duplicate or
         unlabelled files ...). Warnings are logged.
     """
-    report = scan(root, verify=verify)
+    report = scan(root, verify=verify, classes=classes)
     report.raise_if_errors()
     for w in report.warnings:
         log.warning("%s", w)

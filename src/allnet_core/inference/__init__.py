@@ -8,9 +8,9 @@ The modules follow the data flow:
 
 - :mod:`~allnet_core.inference.cells`: find the cells of an image and cut them out
   (:func:`image_cells`, :func:`is_single_cell_image`).
-- :mod:`~allnet_core.inference.preprocess`: crops to model input, with the training
-  feed's own :func:`allnet_core.feed.resize_for_model`, so training and classification see
-  identical pixels.
+- crops become model input through :func:`allnet_core.preprocess.prepare_crops`, with
+  the training feed's own :func:`allnet_core.preprocess.resize_for_model`, so training and
+  classification see identical pixels.
 - :mod:`~allnet_core.inference.tta`: test-time augmentation over the symmetries of the
   square (:data:`TTA_TRANSFORMS`).
 - :mod:`~allnet_core.inference.classifier`: :class:`Classifier`, built on the one safe

@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 
 from allnet_core.errors import ConfigError
-from allnet_core.inference._cells import _whole_cell
 from allnet_core.validation import check_choice, check_rgb
 
 __all__ = ["CELL_CROP_SIZE", "MODES", "image_cells", "is_single_cell_image"]
@@ -85,7 +84,9 @@ def image_cells(rgb, mode: str = "auto", labels=None, crop_size: int = CELL_CROP
     if mode == "auto":
         mode = "cells" if labels is None and is_single_cell_image(a, black_fraction) else "smear"
     if mode == "cells" and labels is None:
-        lab, crops, table = _whole_cell(a)
+        from allnet_core.segmentation.cells import whole_cell
+
+        lab, crops, table = whole_cell(a)
         return lab, list(crops), table, mode
     from allnet_core.segmentation import extract_cells, label_cells
 

@@ -24,11 +24,11 @@ from allnet_core.inference.gradcam import (
     gradcam_to_field,
     maps_to_crop_sizes,
 )
-from allnet_core.inference.preprocess import prepare_crops
 from allnet_core.inference.results import TABLE_COLUMNS, ImageResult
 from allnet_core.inference.tta import apply_transform, tta_transforms
 from allnet_core.model.loading import LoadedModel, check_model, load_model
 from allnet_core.model.predict import DEFAULT_BATCH, Predictor, check_batch_size
+from allnet_core.preprocess import prepare_crops
 from allnet_core.progress import check_cancel, emit
 
 __all__ = ["Classifier"]

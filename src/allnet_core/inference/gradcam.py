@@ -205,7 +205,7 @@ def gradcam_to_field(heatmaps, table, shape: tuple[int, int], labels=None,
     -------
     (H, W) float32 array in [0, 1]
     """
-    from skimage.transform import resize
+    from allnet_core.segmentation.cells import crop_geometry
 
     field = np.zeros(tuple(shape), np.float32)
     if len(table) != len(heatmaps):
@@ -218,20 +218,8 @@ def gradcam_to_field(heatmaps, table, shape: tuple[int, int], labels=None,
             if hm.shape != field.shape:
                 raise ConfigError(f"heatmap shape {hm.shape} differs from the image {shape}")
             part = hm[r0:r1, c0:c1]
-        else:
-            if hm.shape != (crop_size, crop_size):
-                hm = resize(hm, (crop_size, crop_size), order=1, mode="edge",
-                            anti_aliasing=False)
-            ph, pw = r1 - r0, c1 - c0
-            scale = float(getattr(row, "scale", 1.0) or 1.0)
-            nh, nw = ph, pw
-            if scale < 1.0:
-                nh = max(1, min(crop_size, int(np.floor(ph * scale + 1e-6))))
-                nw = max(1, min(crop_size, int(np.floor(pw * scale + 1e-6))))
-            top, left = (crop_size - nh) // 2, (crop_size - nw) // 2
-            part = hm[top:top + nh, left:left + nw]
-            if part.shape != (ph, pw):
-                part = resize(part, (ph, pw), order=1, mode="edge", anti_aliasing=False)
+        else:  # extract_cells' shrink-and-centre, inverted
+            part = crop_geometry(row, crop_size).to_field(hm)
         region = field[r0:r1, c0:c1]
         if labels is not None:
             mask = np.asarray(labels)[r0:r1, c0:c1] == row.label

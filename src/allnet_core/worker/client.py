@@ -21,6 +21,7 @@ import threading
 from collections.abc import Generator, Iterator
 from typing import Any
 
+from allnet_core.backend import _NATIVE_NOISE
 from allnet_core.errors import AllnetError
 from allnet_core.progress import CancelLike
 from allnet_core.worker.protocol import (
@@ -65,6 +66,10 @@ class WorkerClient:
     cancel_grace : float
         Seconds a cancelled job may take to reach its next batch before the worker is
         terminated.
+    start_grace : float
+        The same while the job has not started its batches yet (the framework's start-up,
+        loading a model), which cannot stop half-way: a cancel then stops the worker
+        after this short wait instead of ``cancel_grace``.
     stderr_lines : int
         How many lines of the worker's stderr to keep for crash reports.
 
@@ -75,10 +80,12 @@ class WorkerClient:
     """
 
     def __init__(self, python: str | None = None, env: dict[str, str] | None = None,
-                 cancel_grace: float = 20.0, stderr_lines: int = 60):
+                 cancel_grace: float = 20.0, start_grace: float = 2.0,
+                 stderr_lines: int = 60):
         self.python = python or sys.executable
         self.env = dict(env or {})
         self.cancel_grace = float(cancel_grace)
+        self.start_grace = float(start_grace)
         self._stderr: collections.deque[str] = collections.deque(maxlen=stderr_lines)
         self._proc: subprocess.Popen | None = None
         self._messages: queue.Queue = queue.Queue()
@@ -86,6 +93,8 @@ class WorkerClient:
         self._lock = threading.RLock()
         self._job_id: str | None = None
         self._cancel_requested = False
+        self._batches_started = False  # the job has reported work beyond its start-up
+        self._grace_used = self.cancel_grace
         self._grace_timer: threading.Timer | None = None
 
     # ------------------------------------------------------------------ process
@@ -140,17 +149,18 @@ class WorkerClient:
             self._stderr.append(line.rstrip("\n"))
 
     def stderr_tail(self, n: int = 20) -> str:
-        """The last ``n`` lines the worker wrote to stderr."""
-        return "\n".join(list(self._stderr)[-n:])
+        """The last ``n`` lines the worker wrote to stderr, without the framework's
+        start-up chatter (CUDA probing on a CPU machine, oneDNN notes ...)."""
+        lines = [line for line in self._stderr
+                 if line.strip() and not _NATIVE_NOISE.search(line)]
+        return "\n".join(lines[-n:])
 
     def send(self, message: dict[str, Any]) -> None:
         """Write one request line to the worker (starting it if needed)."""
-        self.start()
-        try:
-            self._proc.stdin.write(encode_request(message) + "\n")
-            self._proc.stdin.flush()
-        except (BrokenPipeError, OSError, ValueError):
-            pass  # the process is gone; stream() reports it from the exit code
+        with self._lock:
+            self.start()
+            proc = self._proc
+        _write(proc, message)
 
     def close(self, timeout: float = 5.0) -> None:
         """Ask the worker to exit; terminate, then kill it if it does not."""
@@ -159,7 +169,7 @@ class WorkerClient:
             if proc is None:
                 return
             if proc.poll() is None:
-                self.send({"op": "shutdown"})
+                _write(proc, {"op": "shutdown"})
                 try:
                     proc.wait(timeout)
                 except subprocess.TimeoutExpired:
@@ -205,10 +215,12 @@ class WorkerClient:
                 raise AllnetError("the worker is busy with another job; wait or cancel it")
             self._job_id = job_id = f"{op}-{next(self._ids)}"
             self._cancel_requested = False
+            self._batches_started = False
         try:
-            self.start()
-            messages = self._messages
-            self.send({"id": job_id, "op": op, **fields})
+            with self._lock:  # the job's process: a worker that dies now is reported, not
+                self.start()  # silently replaced by a fresh one that gets the job
+                proc, messages = self._proc, self._messages
+            _write(proc, {"id": job_id, "op": op, **fields})
             while True:
                 try:
                     msg = messages.get(timeout=0.1)
@@ -219,13 +231,15 @@ class WorkerClient:
                 if msg is None:
                     continue
                 if msg is _EOF:
-                    yield from self._ended_without_answer(op)
+                    yield from self._ended_without_answer(op, proc)
                     return
                 if msg.get("id") != job_id:
                     continue  # "ready", stale pongs
                 if msg["kind"] == "error":
                     raise WorkerError(msg.get("message", "unknown error"),
                                       msg.get("error_type", ""), msg.get("traceback", ""))
+                if msg["kind"] == "progress" and _is_work(msg.get("event") or {}):
+                    self._batches_started = True
                 yield msg
                 if msg["kind"] in TERMINAL_KINDS:
                     return
@@ -263,8 +277,8 @@ class WorkerClient:
             if self._job_id is not None:
                 raise AllnetError("the worker is busy; ping it when the job has ended")
             self.start()
-            messages, rid = self._messages, f"ping-{next(self._ids)}"
-            self.send({"op": "ping", "id": rid})
+            proc, messages, rid = self._proc, self._messages, f"ping-{next(self._ids)}"
+            _write(proc, {"op": "ping", "id": rid})
             try:
                 while True:
                     msg = messages.get(timeout=timeout)
@@ -290,20 +304,20 @@ class WorkerClient:
             last = msg
         return last
 
-    def _ended_without_answer(self, op: str) -> Iterator[dict[str, Any]]:
-        proc = self._proc
+    def _ended_without_answer(self, op: str,
+                              proc: subprocess.Popen) -> Iterator[dict[str, Any]]:
         try:
             code = proc.wait(10) if proc is not None else None
         except subprocess.TimeoutExpired:
             code = None
         if self._cancel_requested:
             yield {"kind": "cancelled", "op": op,
-                   "message": f"{op} cancelled; the worker was stopped after "
-                              f"{self.cancel_grace:g} s"}
+                   "message": f"{op} cancelled; the worker process was stopped, as it could "
+                              f"not stop by itself within {self._grace_used:g} s"}
             return
         tail = self.stderr_tail()
         raise WorkerCrashed(
-            f"the worker process stopped during {op!r} ({_describe_exit(code)})"
+            f"{_describe_exit(code)} during {op!r}{_exit_hint(code)}"
             + (f"; last lines of its output:\n{tail}" if tail else ""),
             returncode=code, stderr_tail=tail,
         )
@@ -311,28 +325,60 @@ class WorkerClient:
     def cancel(self) -> None:
         """Ask the running job to stop at its next batch.
 
-        If it has not stopped after ``cancel_grace`` seconds, the worker process is
-        terminated (the job then ends as cancelled; the next job starts a new worker).
+        If it has not stopped after ``cancel_grace`` seconds (``start_grace`` while the
+        job is still starting: framework start-up and model loading cannot stop half-way),
+        the worker process is terminated: the job then ends as cancelled and the next job
+        starts a new worker.
         """
         with self._lock:
             if self._job_id is None or not self.is_alive():
                 return
             self._cancel_requested = True
-            self.send({"op": "cancel", "id": self._job_id})
+            _write(self._proc, {"op": "cancel", "id": self._job_id})
             if self._grace_timer is None:
                 proc = self._proc
-                self._grace_timer = threading.Timer(self.cancel_grace, self._stop_process,
-                                                    args=(proc,))
+                grace = self.cancel_grace if self._batches_started else self.start_grace
+                self._grace_used = grace
+                self._grace_timer = threading.Timer(grace, self._stop_process, args=(proc,))
                 self._grace_timer.daemon = True
                 self._grace_timer.start()
 
 
+def _write(proc: subprocess.Popen, message: dict[str, Any]) -> None:
+    """Write one request line to ``proc`` (never starts a process)."""
+    try:
+        proc.stdin.write(encode_request(message) + "\n")
+        proc.stdin.flush()
+    except (BrokenPipeError, OSError, ValueError):
+        pass  # the process is gone; stream() reports it from the exit code
+
+
+#: ``stage`` events of steps that cannot check the cancel token (a job is in its start-up
+#: until it reports anything else).
+STARTUP_STAGES = ("loading model",)
+
+
+def _is_work(event: dict[str, Any]) -> bool:
+    """True for a progress event that shows the job past its start-up, where it checks
+    the cancel token between batches."""
+    return not (event.get("kind") == "stage" and event.get("stage") in STARTUP_STAGES)
+
+
 def _describe_exit(code: int | None) -> str:
+    """What happened to the worker process, from its return code."""
     if code is None:
-        return "it did not exit"
+        return "the worker process stopped answering and did not exit"
     if code < 0:
         try:
-            return f"killed by signal {signal.Signals(-code).name}"
+            name = signal.Signals(-code).name
         except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit code {code}"
+            return f"the worker process was killed (signal {-code})"
+        return f"the worker process was killed (signal {-code}, {name})"
+    return f"the worker process exited with code {code}"
+
+
+def _exit_hint(code: int | None) -> str:
+    """A likely cause, where the return code suggests one."""
+    if code == -signal.SIGKILL:
+        return "; the system's out-of-memory killer sends SIGKILL: was memory short?"
+    return ""

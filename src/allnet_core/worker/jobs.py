@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from allnet_core.errors import ConfigError, ImageReadError
-from allnet_core.progress import CancelToken
+from allnet_core.progress import CancelToken, check_cancel
 
-__all__ = ["MODES", "Handler", "ModelCache", "choice", "classify", "device_info", "flag",
-           "handlers", "positive_int", "required", "train"]
+__all__ = ["MODES", "Handler", "ModelCache", "choice", "classify", "classify_files",
+           "device_info", "flag", "fraction", "handlers", "positive_int", "required", "train"]
 
 #: Values of a ``classify`` request's ``mode``.
 MODES = ("auto", "cells", "smear")
@@ -68,11 +68,18 @@ def device_info(request, progress, cancel) -> dict[str, Any]:
 
 
 def classify(request, progress, cancel, *, models: ModelCache) -> dict[str, Any]:
-    """The ``classify`` job: classify one image file, write labels, table and heatmap."""
+    """The ``classify`` job: one image file (labels, table, heatmap), or many files.
+
+    With ``image_paths`` (files and folders) the job is
+    :func:`allnet_core.inference.classify_images`, the batch classification that
+    ``allnet classify`` runs: see :func:`classify_files`.
+    """
     import numpy as np
 
     from allnet_core.io import check_output_dir, read_rgb, write_csv, write_tiff
 
+    if "image_paths" in request:
+        return classify_files(request, progress, cancel, models=models)
     image_path = required(request, "image_path")
     out_dir = check_output_dir(required(request, "out_dir"), "out_dir")
     model = required(request, "model")
@@ -87,6 +94,7 @@ def classify(request, progress, cancel, *, models: ModelCache) -> dict[str, Any]
     kwargs["labels"] = _read_labels(request, rgb.shape[:2], image_path)
     progress({"kind": "stage", "stage": "loading model", "model": model})
     classifier = models.load(model)
+    check_cancel(cancel, "classification")  # loading cannot stop half-way: check right after
     progress({"kind": "stage", "stage": "classifying"})
     res = classifier.classify_image(rgb, **kwargs)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -101,6 +109,43 @@ def classify(request, progress, cancel, *, models: ModelCache) -> dict[str, Any]
         "table_path": str(table_path),
         "heatmap_path": None if heatmap_path is None else str(heatmap_path),
         "n_cells": len(res.table),
+    }
+
+
+def classify_files(request, progress, cancel, *, models: ModelCache) -> dict[str, Any]:
+    """Classify the cells of many files: ``cells.csv``, ``per_image.csv``,
+    ``per_subject.csv`` and, with ``gradcam``, overlays in ``out_dir/gradcam``."""
+    from allnet_core.inference import classify_images
+    from allnet_core.io import check_output_dir, write_csv
+
+    paths = request["image_paths"]
+    if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
+        raise ConfigError("'image_paths' must be a non-empty list of file or folder paths")
+    out_dir = check_output_dir(required(request, "out_dir"), "out_dir")
+    model = required(request, "model")
+    kwargs: dict[str, Any] = {"tta": flag(request, "tta"), "skip_bad": flag(request, "skip_bad")}
+    if request.get("batch_size") is not None:
+        kwargs["batch_size"] = positive_int(request, "batch_size")
+    if request.get("mode") is not None:
+        kwargs["mode"] = choice(request, "mode", MODES)
+    if request.get("threshold") is not None:
+        kwargs["threshold"] = fraction(request, "threshold")
+    if flag(request, "gradcam"):
+        kwargs["gradcam_dir"] = out_dir / "gradcam"
+    progress({"kind": "stage", "stage": "loading model", "model": model})
+    classifier = models.load(model)
+    result = classify_images(classifier, paths, progress=progress, cancel=cancel, **kwargs)
+    written = {name: str(write_csv(out_dir / f"{name}.csv", table)) for name, table in
+               (("cells", result.cells), ("per_image", result.per_image),
+                ("per_subject", result.per_subject))}
+    return {
+        "table_path": written["cells"],
+        "per_image_path": written["per_image"],
+        "per_subject_path": written["per_subject"],
+        "gradcam_paths": [str(p) for p in result.gradcam_files],
+        "n_cells": len(result.cells),
+        "n_images": len(result.per_image),
+        "problems": list(result.problems),
     }
 
 
@@ -191,6 +236,16 @@ def positive_int(request: dict[str, Any], key: str) -> int:
         raise ConfigError(f"request {request.get('op')!r}: {key!r} must be a positive whole "
                           f"number, got {value!r:.60}")
     return int(value)
+
+
+def fraction(request: dict[str, Any], key: str) -> float:
+    """``request[key]`` as a number in [0, 1]; a ConfigError naming ``key`` else."""
+    value = request.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float) \
+            or not 0.0 <= value <= 1.0:  # NaN fails too
+        raise ConfigError(f"request {request.get('op')!r}: {key!r} must be a number in "
+                          f"[0, 1], got {value!r:.60}")
+    return float(value)
 
 
 def choice(request: dict[str, Any], key: str, choices: tuple[str, ...]) -> str:

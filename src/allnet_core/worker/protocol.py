@@ -22,6 +22,14 @@ string or number); replies to it carry the same ``"id"``.
     ``{"kind": "result", "result": {"labels_path", "table_path", "heatmap_path", "n_cells"}}``.
     The loaded model is kept, so a second request with the same model file does not load
     it again.
+``{"op": "classify", "image_paths": [...], "model", "out_dir", "tta"?, "gradcam"?,
+"batch_size"?, "mode"?, "threshold"?, "skip_bad"?}``
+    Classify the cells of many files and folders with
+    :func:`allnet_core.inference.classify_images` (cells pooled into full batches, as
+    ``allnet classify`` does). Writes ``cells.csv``, ``per_image.csv``, ``per_subject.csv``
+    and, with ``gradcam``, overlays under ``out_dir/gradcam``; replies
+    ``{"kind": "result", "result": {"table_path", "per_image_path", "per_subject_path",
+    "gradcam_paths", "n_cells", "n_images", "problems"}}``.
 ``{"op": "train", "data", "out", "config": {TrainConfig fields}, "resume"?}``
     Run :func:`allnet_core.training.cross_validate` on the dataset folder ``data`` into the
     run folder ``out`` (``resume`` continues a cancelled or killed run). ``config`` may
