@@ -99,13 +99,18 @@ def evaluate(
     ModelError
         For a model that :func:`allnet_core.model.load_model` refuses, one whose classes
         are not ALL and HEM, or one whose input is not square.
+    OutputError
+        ``out_dir`` is a file or cannot be written (checked before any work).
     """
     from allnet_core.datasets.table import as_table
     from allnet_core.feed import TrainingFeed
+    from allnet_core.io import check_output_dir
     from allnet_core.metrics import binary_metrics, per_subject_summary, prediction_table
     from allnet_core.model.predict import Predictor
     from allnet_core.report import write_evaluation_report
 
+    if out_dir is not None:
+        check_output_dir(out_dir)  # a file, a read-only folder: refused before the work
     loaded = _load_binary_model(model_or_run)
     path, size = loaded.path, loaded.input_size[0]
     table, _ = as_table(dataset, classes=classes, require_both_classes=False)

@@ -37,11 +37,13 @@ def _run(args: argparse.Namespace) -> int:
     from allnet_core.augment import write_balanced_dataset
     from allnet_core.datasets import discover
     from allnet_core.errors import ConfigError
+    from allnet_core.io import check_output_dir
 
     if args.per_class <= 0:
         raise ConfigError(f"--per-class must be a positive integer, got {args.per_class}")
     if args.workers is not None and args.workers <= 0:
         raise ConfigError(f"--workers must be a positive integer, got {args.workers}")
+    check_output_dir(args.out)  # before every image is decoded
     table = discover(args.data)
     bar = None
 

@@ -51,7 +51,7 @@ def run_classify(args: argparse.Namespace) -> int:
     from allnet_core._cli._progress import ProgressBar
     from allnet_core.errors import AllnetError, ConfigError, ImageReadError
     from allnet_core.inference import Classifier, classify_images, find_image_files
-    from allnet_core.io import write_csv
+    from allnet_core.io import check_output_dir, check_output_file, write_csv
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be a positive integer, got {args.batch_size}")
@@ -59,6 +59,9 @@ def run_classify(args: argparse.Namespace) -> int:
         raise ConfigError(f"--threshold must be in [0, 1], got {args.threshold}")
     if args.out.suffix.lower() != ".csv":
         raise ConfigError(f"--out {args.out}: give a .csv file name")
+    check_output_file(args.out)  # a folder, a read-only place: refused before the work
+    if args.gradcam is not None:
+        check_output_dir(args.gradcam, "--gradcam")
     files = find_image_files(args.inputs)  # before the model loads: fail fast
     clf = Classifier.load(args.model)
     print(f"model: {clf.source} (input {clf.input_size[0]}x{clf.input_size[1]})",

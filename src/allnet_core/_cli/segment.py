@@ -108,15 +108,17 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from allnet_core._cli._progress import ProgressBar
-    from allnet_core.errors import AllnetError, ConfigError, ImageReadError
+    from allnet_core.errors import ConfigError, ImageReadError
     from allnet_core.inference.batch import find_image_files
+    from allnet_core.io import check_output_dir
 
     if args.size < 1:
         raise ConfigError(f"--size must be a positive integer, got {args.size}")
-    files = find_image_files(args.images)  # before any work: a missing input fails fast
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out}: exists and is not a folder")
+    for path in args.images:  # an image that is not there is an unreadable image
+        if not path.exists():
+            raise ImageReadError(path, "no such file or folder")
+    files = find_image_files(args.images)  # before any work: an empty folder fails fast
+    out = check_output_dir(args.out)  # a file, a read-only folder: refused up front
     out.mkdir(parents=True, exist_ok=True)
 
     bar = None if args.quiet else ProgressBar(len(files), "segment")
@@ -127,9 +129,9 @@ def run(args: argparse.Namespace) -> int:
                 summary, cells = _segment_one(path, stem, out, args)
             except ImageReadError as exc:
                 if not args.skip_bad:
-                    raise AllnetError(f"{exc}\n(stopped at file {i + 1} of {len(files)}; use "
-                                      "--skip-bad to report unreadable images and go on)") \
-                        from exc
+                    raise ImageReadError(exc.path, f"{exc.problem}\n(stopped at file {i + 1} of "
+                                         f"{len(files)}; use --skip-bad to report unreadable "
+                                         "images and go on)") from exc
                 problems.append(str(exc))
                 summary, cells = f"skipped {path.name}", 0
             total += cells

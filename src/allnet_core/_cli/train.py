@@ -270,9 +270,16 @@ def _print_result(result, extra: str = "") -> None:
 
 def run_evaluate(args) -> int:
     """Run ``allnet evaluate``."""
+    from allnet_core.errors import ConfigError
     from allnet_core.evaluation import evaluate
+    from allnet_core.io import check_output_dir
     from allnet_core.report import class_counts, metrics_line, undefined_note
 
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be a positive integer, got {args.batch_size}")
+    if not 0.0 <= args.threshold <= 1.0:  # NaN fails too
+        raise ConfigError(f"--threshold must be in [0, 1], got {args.threshold}")
+    check_output_dir(args.out)
     result = evaluate(args.model, args.data, args.out, batch_size=args.batch_size,
                       threshold=args.threshold, classes=args.classes)
     m = result.metrics

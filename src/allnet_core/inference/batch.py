@@ -134,6 +134,8 @@ def classify_images(classifier, inputs, *, mode: str = "auto", tta: bool = False
     ImageReadError
         For an unreadable file without ``skip_bad`` (the message says which file of how
         many).
+    OutputError
+        ``gradcam_dir`` is a file or cannot be written (checked before any work).
 
     Examples
     --------
@@ -141,11 +143,13 @@ def classify_images(classifier, inputs, *, mode: str = "auto", tta: bool = False
     >>> result = classify_images(clf, ["smears/"], gradcam_dir="cams")  # doctest: +SKIP
     >>> cells, per_image, per_subject, problems = result  # doctest: +SKIP
     """
-    from allnet_core.io import read_rgb
+    from allnet_core.io import check_output_dir, read_rgb
 
     check_choice(mode, MODES, "mode")
     if not 0.0 <= threshold <= 1.0:
         raise ConfigError(f"threshold must be in [0, 1], got {threshold}")
+    if gradcam_dir is not None:
+        check_output_dir(gradcam_dir, "gradcam_dir")  # before the work
     files = find_image_files(inputs)
     run = _BatchRun(classifier, tta=tta, batch_size=check_batch_size(batch_size),
                     threshold=threshold, cancel=cancel,
@@ -159,7 +163,7 @@ def classify_images(classifier, inputs, *, mode: str = "auto", tta: bool = False
         except ImageReadError as exc:
             if not skip_bad:
                 raise ImageReadError(
-                    exc.path, f"{exc.problem}\n(stopped at file {i + 1} of {len(files)})"
+                    exc.path, f"{exc.problem} (stopped at file {i + 1} of {len(files)})"
                 ) from exc
             run.problems.append(str(exc))
             emit(progress, "file", done=i + 1, total=len(files), path=str(path), skipped=True)

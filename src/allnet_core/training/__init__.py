@@ -25,6 +25,12 @@ Run folder (every file is written atomically: a crash never leaves a half-writte
     fold_<k>/plan.csv history.csv metrics.json model.keras
     fold_<k>/state.json ckpt_e<NNN>.keras   (only while the fold is unfinished)
     holdout/metrics.json predictions.csv per_subject.csv
+    .lock  .lock.owner   (the run's lock, held while a process trains in it; the owner
+                          file, which names that process, only while it is held)
+
+A run folder is locked while a process trains in it (an OS-level lock on ``.lock``,
+released on any exit, SIGKILL included): a second writer is refused with
+:class:`~allnet_core.errors.RunInUseError`, naming the process that holds it.
 
 Resuming (``resume=True``) skips folds whose ``metrics.json`` exists and continues an
 unfinished fold from the checkpoint named in its ``state.json``. ``state.json`` is the

@@ -20,12 +20,18 @@ import pandas as pd
 
 from allnet_core.datasets.table import as_table
 from allnet_core.errors import CancelledError, ModelError
-from allnet_core.io import atomic_write, write_csv, write_json
+from allnet_core.io import atomic_write, check_output_dir, write_csv, write_json
 from allnet_core.metrics import as_float, json_safe
 from allnet_core.progress import CancelLike, ProgressCallback, check_cancel, emit
 from allnet_core.training.callbacks import _load_fold_state, _make_callback, _selection_key
 from allnet_core.training.config import TrainConfig
-from allnet_core.training.rundir import _log_environment, _plan_for_csv, _prepare_run_dir
+from allnet_core.training.rundir import (
+    _log_environment,
+    _plan_for_csv,
+    _prepare_run_dir,
+    check_not_in_use,
+    run_dir_lock,
+)
 from allnet_core.training.runtime import (
     _distribution_scope,
     _dtype_policy,
@@ -239,7 +245,12 @@ def cross_validate(
         Before any training: empty dataset, one class, unreadable file, fewer subjects
         than needed for the folds (the message suggests ``--folds N``).
     ConfigError
-        ``out_dir`` holds another run (and ``resume`` is false) or a different config.
+        A config value of a wrong type or out of range; ``out_dir`` holds another run (and
+        ``resume`` is false) or a different config.
+    RunInUseError
+        Another process trains in ``out_dir`` (it holds the run folder's lock).
+    OutputError
+        ``out_dir`` is a file or cannot be written (checked before any work).
     CancelledError
         When ``cancel`` was set; the run folder stays resumable.
 
@@ -251,13 +262,23 @@ def cross_validate(
     0.93
     """
     config = config or TrainConfig()
-    config.validate()
-    run_dir = Path(out_dir)
+    config.validate()  # nothing is written before the config is valid
+    run_dir = check_output_dir(out_dir)
+    check_not_in_use(run_dir)
     started = time.perf_counter()
     table, verified = as_table(dataset)
     splits = make_splits(table, config)  # raises on too few subjects / one class
     if verify and not verified:
         _verify_files(table["path"].tolist(), progress, cancel, workers=max(1, config.workers))
+    with run_dir_lock(run_dir):  # a second writer is refused, naming this process
+        return _run_protocol(run_dir, config, table, splits, progress, cancel, resume,
+                             started)
+
+
+def _run_protocol(run_dir: Path, config: TrainConfig, table: pd.DataFrame,
+                  splits: pd.DataFrame, progress: ProgressCallback | None,
+                  cancel: CancelLike | None, resume: bool, started: float) -> TrainResult:
+    """The part of :func:`cross_validate` that runs under the run folder's lock."""
     resumed = _prepare_run_dir(run_dir, config, splits, resume)
     run = _Run(config=config, run_dir=run_dir, progress=progress, cancel=cancel)
     emit(progress, "start", run_dir=str(run_dir), folds=config.folds, epochs=config.epochs,
