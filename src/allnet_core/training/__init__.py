@@ -56,6 +56,7 @@ Modules, in the order of the data flow:
 from __future__ import annotations
 
 from allnet_core.training.config import (
+    FEEDS,
     PRECISIONS,
     PROFILES,
     RUNTIME_FIELDS,
@@ -69,6 +70,7 @@ from allnet_core.training.runtime import _dtype_policy, load_model, predict_p_al
 from allnet_core.training.splits import check_dataset, make_splits
 
 __all__ = [
+    "FEEDS",
     "PRECISIONS",
     "PROFILES",
     "RUNTIME_FIELDS",
