@@ -97,7 +97,8 @@ def make_fold_feeds(config: TrainConfig, train: pd.DataFrame, plan: pd.DataFrame
                             flips=config.epoch_flips, batch_multiple=replicas, shard=shard,
                             workers=config.workers)
     val_feed = make_cached_feed(caches.val.path, caches.val_labels,
-                                batch_size=max(config.batch_size, 32), shuffle=False,
+                                batch_size=config.batch_size * max(1, 64 // config.batch_size),
+                                shuffle=False,
                                 batch_multiple=replicas, pad=True, shard=shard,
                                 workers=config.workers)
     return feed, val_feed

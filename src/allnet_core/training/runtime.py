@@ -193,12 +193,18 @@ def predict_p_all(model, table: pd.DataFrame, config: TrainConfig,
     The feed's batches go through the one predictor,
     :func:`allnet_core.model.predict_p_all`, reading the column of
     :data:`allnet_core.classes.POSITIVE_CLASS` (the feed encodes labels by
-    :data:`~allnet_core.classes.CLASS_NAMES`).
+    :data:`~allnet_core.classes.CLASS_NAMES`). A given ``feed``'s batches reach the
+    predictor as they are (a cached feed's ``uint8``: the device casts them, the host
+    copies a quarter of the bytes).
     """
+    from allnet_core.model.predict import Predictor
     from allnet_core.model.predict import predict_p_all as predict
 
     if len(table) == 0:
         return np.zeros(0)
     if feed is None:
         feed = _feed(table, config, batch_size=batch_size or max(config.batch_size, 32))
-    return predict(model, feed, positive_index=POSITIVE_INDEX)[: len(table)]
+        return predict(model, feed, positive_index=POSITIVE_INDEX)[: len(table)]
+    predictor = Predictor(model, POSITIVE_INDEX)
+    parts = [predictor.p_positive(feed[i][0], feed.batch_size) for i in range(len(feed))]
+    return np.concatenate(parts)[: len(table)]
