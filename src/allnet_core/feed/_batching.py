@@ -193,7 +193,8 @@ def dihedral(x: np.ndarray, codes: Sequence[int]) -> np.ndarray:
     codes : sequence of int
         One code 0-7 per image, bits: 1 swap rows and columns (a transpose), 2 flip
         vertically, 4 flip horizontally. The eight codes are the eight symmetries of the
-        square (0 leaves the image as it is; 3 is a quarter turn; 6 a half turn).
+        square (0 leaves the image as it is; 3 is a quarter turn anticlockwise, as
+        ``numpy.rot90``; 6 a half turn).
 
     Returns
     -------
