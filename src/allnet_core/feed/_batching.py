@@ -66,8 +66,11 @@ class EpochOrder:
 
     Keras calls :meth:`on_epoch_begin` before each epoch; from the second call on it moves
     to the next epoch. Counting epochs there rather than in ``on_epoch_end`` keeps the first
-    epoch of a ``fit`` at ``epoch`` (Keras also calls ``on_epoch_end`` once before training
-    starts).
+    epoch of a ``fit`` at ``epoch`` on TensorFlow (Keras also calls ``on_epoch_end`` once
+    before training starts). On JAX, Keras runs one more pass over the data, with its own
+    ``on_epoch_begin``, to build the model before the first epoch, so the count runs one
+    ahead: pass :meth:`epoch_callback` to ``fit`` to pin each epoch to Keras' own epoch
+    number, on every backend (training does).
     """
 
     num_samples: int
@@ -91,6 +94,19 @@ class EpochOrder:
 
     def on_epoch_end(self) -> None:
         """Nothing to do: the next :meth:`on_epoch_begin` moves to the next epoch."""
+
+    def epoch_callback(self):
+        """A ``keras.callbacks.Callback`` that sets this feed to the epoch ``fit`` begins
+        (imports Keras): ``model.fit(feed, callbacks=[feed.epoch_callback()], ...)``."""
+        from allnet_core.backend import get_keras
+
+        feed = self
+
+        class SetFeedEpoch(get_keras().callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                feed.set_epoch(epoch)
+
+        return SetFeedEpoch()
 
 
 def keras_feed_class(core: type, name: str, module: str, doc: str) -> type:

@@ -28,7 +28,8 @@ What one sample goes through
 
 Order: samples are shuffled once per epoch under ``seed`` (``on_epoch_begin`` moves to the
 next epoch from the second epoch on; :meth:`FeedCore.set_epoch` jumps to one, e.g. when a
-run resumes). Pass
+run resumes; :meth:`FeedCore.epoch_callback` pins epochs to Keras' own count, which JAX
+needs). Pass
 ``shuffle=False`` to ``model.fit`` so that Keras does not reorder the batches again with
 an unseeded generator; the feed's own shuffle already mixes samples across batches.
 The last, partial batch is included (see :class:`~allnet_core.feed._batching.Batching`

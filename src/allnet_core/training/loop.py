@@ -144,7 +144,7 @@ def _train_fold(run: _Run, splits: pd.DataFrame, fold: int) -> dict[str, Any]:
                 keras.utils.set_random_seed(config.seed * 1000 + fold * 100 + start)
             callback = _make_callback(run, fold, fold_dir, val, state, val_feed)
             model.fit(feed, epochs=config.epochs, initial_epoch=start, verbose=0,
-                      shuffle=False, callbacks=[callback])
+                      shuffle=False, callbacks=[feed.epoch_callback(), callback])
             if callback.cancelled:
                 done = state["checkpoint_epoch"] if state.get("checkpoint") else 0
                 emit(run.progress, "cancelled", fold=fold, epoch=done)
