@@ -285,7 +285,6 @@ def test_cache_dir_is_kept_and_reused_and_a_cancelled_build_resumes(tiny_table, 
     assert not list((tmp_path / "run2").rglob("*_cache.*"))
 
 
-@pytest.mark.backends
 def test_stream_feed_with_epoch_flips_trains(tiny_table, tmp_path):
     from allnet_core.training import TrainConfig, cross_validate
 
