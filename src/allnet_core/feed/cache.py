@@ -10,13 +10,14 @@ decoding, augmenting or resizing.
 
 Built in chunks, in parallel, resumable
 ---------------------------------------
-Rows are built in chunks of about 32 MiB by ``workers`` processes (``spawn``ed, so the
-parent's threads and Keras backend are never forked; ``workers=1`` builds in the calling
-thread). Augmentation is numpy/scipy/scikit-image code that holds Python's GIL much of
-the time, so threads would not scale. Each chunk is written at its place in the file and
-``fsync``-ed; then the record beside the file (``<name>.json``, written atomically) lists
-it as done, and a ``cache`` progress event reports it. A killed build continues with the
-chunks not listed. The record's ``complete: true`` is the atomic completion marker.
+Rows are built in chunks of at most 16 MiB and 256 rows by ``workers`` processes
+(``spawn``-ed, so the parent's threads and Keras backend are never forked; ``workers=1``
+builds in the calling thread). Augmentation is numpy/scipy/scikit-image code that holds
+Python's GIL much of the time, so threads would not scale. Each chunk is written at its
+place in the file and ``fsync``-ed; then the record beside the file (``<name>.json``,
+written atomically) lists it as done, and a ``cache`` progress event reports it. A killed
+build continues with the chunks not listed. The record's ``complete: true`` is the atomic
+completion marker.
 
 A cache is reused only when its record's *fingerprint* matches: a SHA-256 of the input
 size and, for every row, the source file's path, size and modification time and the
@@ -49,7 +50,8 @@ __all__ = ["CacheInfo", "build_cache", "cache_fingerprint", "is_complete", "read
 
 #: Bump when the cache's content for the same inputs would change.
 _FORMAT = 1
-_CHUNK_BYTES = 32 * 2**20
+_CHUNK_BYTES = 16 * 2**20
+_CHUNK_ROWS = 256
 
 
 @dataclass(frozen=True)
@@ -92,17 +94,14 @@ def cache_fingerprint(paths: Sequence[str], params: Sequence[Any], input_size: i
     (path, size, modification time) and its augmentation parameters."""
     h = hashlib.sha256(json.dumps({"format": _FORMAT, "input_size": int(input_size),
                                    "rows": len(paths)}).encode())
-    stats: dict[str, list[int]] = {}
     for path, p in zip(paths, params, strict=True):
-        if path not in stats:
-            try:
-                st = os.stat(path)
-            except OSError as exc:
-                raise DatasetError(f"{path}: cannot read the image ({exc})") from exc
-            stats[path] = [st.st_size, st.st_mtime_ns]
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            raise DatasetError(f"{path}: cannot read the image ({exc})") from exc
         if not isinstance(p, str):
             p = json.dumps(p or {}, sort_keys=True, default=str)
-        h.update(json.dumps([path, stats[path], p or "{}"]).encode())
+        h.update(json.dumps([path, st.st_size, st.st_mtime_ns, p or "{}"]).encode())
     return h.hexdigest()
 
 
@@ -222,7 +221,7 @@ def build_cache(path: str | os.PathLike, paths: Sequence[str], params: Sequence[
              **event)
         return CacheInfo(path, shape, record["offset"], fingerprint, True, 0.0)
     if record is None:
-        chunk = max(1, min(shape[0], _CHUNK_BYTES // (size * size * 3)))
+        chunk = max(1, min(shape[0], _CHUNK_ROWS, _CHUNK_BYTES // (size * size * 3)))
         record = _new_file(path, fingerprint, shape, chunk)
     started = time.perf_counter()
     _fill(path, record, list(paths), list(params), size, workers, progress, cancel, event,
@@ -239,9 +238,9 @@ def _fill(path: Path, record: dict, paths: list, params: list, size: int, worker
     n, chunk = record["shape"][0], record["chunk"]
     done = set(record["done"])
     todo = [s for s in range(0, n, chunk) if s not in done]
-    jobs = [(str(path), record["offset"], s,
+    jobs = ((str(path), record["offset"], s,
              list(zip(paths[s:s + chunk], params[s:s + chunk], strict=True)), size)
-            for s in todo]
+            for s in todo)
 
     def done_rows() -> int:
         return sum(min(chunk, n - s) for s in record["done"])
@@ -253,26 +252,27 @@ def _fill(path: Path, record: dict, paths: list, params: list, size: int, worker
              seconds=time.perf_counter() - started, **event)
 
     emit(progress, "cache", done=done_rows(), total=n, reused=False, seconds=0.0, **event)
-    for start in _run_jobs(jobs, workers, cancel):
+    for start in _run_jobs(jobs, len(todo), workers, cancel):
         report(start)
     record["complete"] = True
     write_json(record_path(path), record)  # the completion marker
 
 
-def _run_jobs(jobs: list, workers: int, cancel):
-    """Yield each job's start row as it finishes; raise CancelledError between jobs."""
+def _run_jobs(jobs, count: int, workers: int, cancel):
+    """Yield each of ``count`` ``jobs``' start row as it finishes; raise CancelledError
+    between jobs."""
     def check() -> None:
         if cancel is not None and cancel.is_set():
             raise CancelledError("building the image cache cancelled (finished chunks kept)")
 
-    if workers <= 1 or len(jobs) <= 1:
+    if workers <= 1 or count <= 1:
         for job in jobs:
             check()
             yield _write_chunk(job)
         return
     with contextlib.ExitStack() as stack:
         pool = stack.enter_context(ProcessPoolExecutor(
-            max_workers=min(workers, len(jobs)), mp_context=get_context("spawn")))
+            max_workers=min(workers, count), mp_context=get_context("spawn")))
         stack.callback(pool.shutdown, wait=True, cancel_futures=True)
         pending = set()
         queue = iter(jobs)
