@@ -146,7 +146,7 @@ class _TrainProgress:
         if event["reused"]:
             self._line(f"{what}: cache of {total} reused")
         elif done == total:
-            self._line(f"{what}: cached {total} in {event['seconds']:.0f} s")
+            self._line(f"{what}: cached {total} in {event['seconds']:.1f} s")
         elif self.tty:
             self.stream.write(f"\r\033[K{what}: caching {done}/{total}")
             self.stream.flush()
