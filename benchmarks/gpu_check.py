@@ -170,7 +170,7 @@ def allnet_train(s: dict, folder: Path) -> dict:
     images = 2 * s["per_class"]
     return {"wall_s": wall, "folds": 2, "epochs": 2, "train_images_per_epoch": images,
             "cache_build_s": builds, "cache_build_images_per_s":
-                images / max(builds[0], 1.0) if builds else None,
+                images / max(builds[0], 0.1) if builds else None,
             "epoch_train_s": history["train_seconds"].round(3).tolist(),
             "epoch_s": history["seconds"].round(3).tolist(),
             "environment": json.loads((out / "environment.json").read_text())["distribution"]}

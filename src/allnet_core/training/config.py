@@ -324,10 +324,11 @@ def config_from_request(fields: Mapping[str, Any], profile: str | None = None,
     TrainConfig
         For a new run, ``TrainConfig.from_profile(profile or "paper", **fields)``. When
         resuming, the run's saved ``config.json`` with the runtime fields
-        (:data:`RUNTIME_FIELDS`: ``workers``, ``cache_bytes``, ``checkpoint_every``) of the
-        request applied. Any other field is ignored when it equals its profile's value: a
-        form sends every field, most of them untouched defaults, so a run started with
-        ``--dense-units 512`` resumes from a form showing the profile's 4096.
+        (:data:`RUNTIME_FIELDS`: ``workers``, ``cache_bytes``, ``checkpoint_every``,
+        ``feed``, ``cache_dir``) of the request applied. Any other field is ignored when it
+        equals its profile's value: a form sends every field, most of them untouched
+        defaults, so a run started with ``--dense-units 512`` resumes from a form showing
+        the profile's 4096.
 
     Raises
     ------

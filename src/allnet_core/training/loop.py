@@ -235,8 +235,8 @@ def cross_validate(
     resume : bool
         Continue the run in ``out_dir``: completed folds are kept, an unfinished fold
         continues from its last saved epoch. The configuration must match the saved one
-        (except ``workers``, ``cache_bytes``, ``checkpoint_every``). Without a run in
-        ``out_dir`` a new run starts.
+        (except the runtime fields ``workers``, ``cache_bytes``, ``checkpoint_every``,
+        ``feed``, ``cache_dir``). Without a run in ``out_dir`` a new run starts.
     verify : bool
         Decode every image of a table before training (a folder is always verified by
         ``discover``).
