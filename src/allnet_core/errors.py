@@ -26,6 +26,9 @@ class ImageReadError(AllnetError, ValueError):
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
 
+    def __reduce__(self):  # picklable: it travels back from worker processes
+        return type(self), (self.path, self.problem)
+
 
 class DatasetError(AllnetError, ValueError):
     """A dataset folder or table cannot be used (empty, one class, too few subjects...)."""

@@ -203,6 +203,7 @@ def test_run_folder_is_complete(tiny_run):
         assert {"loss", "accuracy", "val_loss", "val_accuracy", "val_f1"} <= set(history)
     # no temporary files left; the run's lock file stays (its owner file goes)
     assert [p.name for p in out.rglob(".*")] == [".lock"]
+    assert not list(out.rglob("*_cache.*"))  # each fold's image caches go with the fold
     assert TrainConfig.from_json(out / "config.json") == TrainConfig(**TINY)
     env = json.loads((out / "environment.json").read_text())
     assert env["device_used"] in ("CPU", "GPU") and env["keras_backend"]

@@ -23,11 +23,17 @@ _CONFIG_FLAGS = (
     ("--split", "split", str, "subject (default, honest) or image (the paper's protocol)"),
     ("--seed", "seed", int, "random seed (default 0)"),
     ("--precision", "precision", str,
-     "float32 (default), mixed (float16 on a GPU, bfloat16 on a CPU), mixed_float16 or "
-     "mixed_bfloat16"),
+     "float32 (default), mixed (bfloat16 where the device supports it: CPUs, GPUs from "
+     "Ampere on; else float16), mixed_float16 or mixed_bfloat16"),
     ("--dense-units", "dense_units", int, "width of the two dense layers (paper: 4096)"),
     ("--workers", "workers", int, "image-reading threads of the training feed"),
     ("--checkpoint-every", "checkpoint_every", int, "save a resumable checkpoint every N epochs"),
+    ("--feed", "feed", str,
+     "cached (default: each fold's augmented images built once on disk, fast) or stream "
+     "(read and augment every batch from the image files, no extra disk)"),
+    ("--cache-dir", "cache_dir", str,
+     "folder for the image caches, kept and reused across runs (default: in the run "
+     "folder, deleted when each fold is done)"),
 )
 
 
@@ -80,6 +86,8 @@ def register(subparsers) -> None:
     for flag, dest, typ, text in _CONFIG_FLAGS:
         p.add_argument(flag, dest=dest, type=typ, default=None, help=text)
     p.add_argument("--classes", default=None, metavar="MAP", help=CLASSES_HELP)
+    p.add_argument("--epoch-flips", dest="epoch_flips", action="store_true", default=None,
+                   help="flip and turn every training image at random, anew every epoch")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last saved epoch")
     p.set_defaults(func=run_train)
@@ -147,6 +155,8 @@ class _TrainProgress:
         elif kind == "device":
             self._line(f"device: {event['device']} ({event['name']}), Keras backend "
                        f"{event['backend']}, precision {event['precision']}")
+        elif kind == "cache":
+            self._cache(event)
         elif kind == "fold_skipped":
             self._line(f"fold {event['fold']}/{event['folds']}: already complete, kept")
         elif kind == "fold_start":
@@ -175,8 +185,21 @@ class _TrainProgress:
             self._line(f"hold-out (fold {event['fold']} model): accuracy "
                        f"{100 * event['accuracy']:.2f} %, F1 {100 * event['f1']:.2f} %")
 
+    def _cache(self, event: dict) -> None:
+        what = f"fold {event.get('fold', '?')}/{event.get('folds', '?')}: {event['part']} images"
+        done, total = event["done"], event["total"]
+        if event["reused"]:
+            self._line(f"{what}: cache of {total} reused")
+        elif done == total:
+            self._line(f"{what}: cached {total} in {event['seconds']:.1f} s")
+        elif self.tty:
+            self.stream.write(f"\r\033[K{what}: caching {done}/{total}")
+            self.stream.flush()
+        elif done == 0:
+            self._line(f"{what}: caching {total} ...")
+
     def _line(self, text: str) -> None:
-        if self.bar is not None and self.tty:
+        if self.tty:
             self.stream.write("\r\033[K")
         self.stream.write(text + "\n")
         self.stream.flush()
@@ -219,6 +242,7 @@ def _config_from_args(args):
     from allnet_core.training import config_from_request
 
     fields = {dest: getattr(args, dest) for _, dest, _, _ in _CONFIG_FLAGS}
+    fields["epoch_flips"] = args.epoch_flips
     return config_from_request(fields, args.profile, args.out if args.resume else None)
 
 

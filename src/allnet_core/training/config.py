@@ -23,6 +23,7 @@ from allnet_core.errors import ConfigError
 from allnet_core.validation import check_choice
 
 __all__ = [
+    "FEEDS",
     "LOSSES",
     "OPTIMIZERS",
     "PRECISIONS",
@@ -38,6 +39,8 @@ __all__ = [
 SPLITS: tuple[str, ...] = ("subject", "image")
 #: Values of :attr:`TrainConfig.precision`.
 PRECISIONS: tuple[str, ...] = ("float32", "mixed", "mixed_float16", "mixed_bfloat16")
+#: Values of :attr:`TrainConfig.feed`.
+FEEDS: tuple[str, ...] = ("cached", "stream")
 #: Values of :attr:`TrainConfig.optimizer`: Keras optimizer names.
 OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "sgd", "rmsprop", "adagrad", "adadelta",
                                "adamax", "nadam", "ftrl", "lion")
@@ -45,7 +48,8 @@ OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "sgd", "rmsprop", "adagrad", "ad
 LOSSES: tuple[str, ...] = ("categorical_crossentropy", "categorical_focal_crossentropy",
                            "kl_divergence", "categorical_hinge")
 #: Fields that do not change what is computed: they may differ when a run is resumed.
-RUNTIME_FIELDS: tuple[str, ...] = ("workers", "cache_bytes", "checkpoint_every", "profile")
+RUNTIME_FIELDS: tuple[str, ...] = ("workers", "cache_bytes", "checkpoint_every", "profile",
+                                   "feed", "cache_dir")
 
 #: Presets. ``paper`` is the paper's protocol. ``quick`` is a CPU demo, *not* the paper's
 #: model: a small input (64 px), narrow dense layers (256 units, about 3 M parameters),
@@ -122,8 +126,9 @@ class TrainConfig:
     seed : int
         Seed of splits, balancing, augmentation, shuffling and weight initialisation.
     precision : {"float32", "mixed", "mixed_float16", "mixed_bfloat16"}
-        ``"mixed"`` means ``mixed_float16`` (with automatic loss scaling) on a GPU and
-        ``mixed_bfloat16`` on a CPU. The softmax output stays float32. See
+        ``"mixed"`` means ``mixed_bfloat16`` where the device computes in bfloat16 (CPUs,
+        NVIDIA GPUs from compute capability 8.0, Ampere, on) and ``mixed_float16`` (with
+        automatic loss scaling) on older GPUs. The softmax output stays float32. See
         :data:`PRECISIONS`.
     conv_dropout, dense_dropout : float
         Dropout rates (the paper gives none; see :mod:`allnet_core.model`).
@@ -140,9 +145,26 @@ class TrainConfig:
         Save a resumable checkpoint every this many epochs (1: a crash loses at most one
         epoch). Larger values save disk time on fast GPUs.
     workers : int
-        Threads reading and augmenting images for the training feed.
+        Threads reading batches for the training feed; with ``feed="cached"`` also the
+        processes that build the image cache.
     cache_bytes : int
-        Memory the feed may use to keep decoded images (0: none).
+        Memory the on-the-fly feed may use to keep decoded images (0: none).
+    feed : {"cached", "stream"}
+        ``"cached"`` (default) builds each fold's balanced, augmented training set and its
+        validation set once as ``uint8`` arrays on disk (``S * S * 3`` bytes per image:
+        12,000 cells at 450 px take 7.3 GB) and only shuffles and reads them each epoch:
+        the paper's augment-once protocol, fast enough for a GPU. ``"stream"`` reads,
+        augments and resizes every batch from the image files (no extra disk, tens of
+        450 px images per second per core). Both compute the same images (the cache
+        rounds resized images to whole grey levels). See :data:`FEEDS`.
+    cache_dir : str or None
+        Folder of the image caches. ``None``: each fold's own folder in the run
+        (``fold_<k>/train_cache.npy``, ``val_cache.npy``), deleted when the fold is
+        complete. A folder: caches are named by their content's fingerprint, kept, and
+        reused by any run that needs the same images.
+    epoch_flips : bool
+        Flip and turn every training image by a random symmetry of the square, anew every
+        epoch (cheap, on the batch). Off in the paper's protocol.
     profile : str
         Name of the preset the values came from (informational; see :data:`PROFILES`).
     """
@@ -167,6 +189,9 @@ class TrainConfig:
     checkpoint_every: int = 1
     workers: int = 2
     cache_bytes: int = 0
+    feed: str = "cached"
+    cache_dir: str | None = None
+    epoch_flips: bool = False
     profile: str = "paper"
 
     def __post_init__(self) -> None:
@@ -189,6 +214,7 @@ class TrainConfig:
         check_choice(self.precision, PRECISIONS, "precision")
         check_choice(self.optimizer, OPTIMIZERS, "optimizer")
         check_choice(self.loss, LOSSES, "loss")
+        check_choice(self.feed, FEEDS, "feed")
 
     @classmethod
     def from_profile(cls, profile: str = "paper", **overrides: Any) -> TrainConfig:
@@ -249,7 +275,9 @@ def _typed(name: str, value: Any, kind: str) -> Any:
         if isinstance(value, bool | np.bool_):
             return bool(value)
         raise ConfigError(f"{name} must be true or false, {got}")
-    if kind == "str":
+    if kind == "str | None" and (value is None or isinstance(value, os.PathLike)):
+        return None if value is None else os.fspath(value)
+    if kind in ("str", "str | None"):
         if isinstance(value, str):
             return value
         raise ConfigError(f"{name} must be a string, {got}")
@@ -296,10 +324,11 @@ def config_from_request(fields: Mapping[str, Any], profile: str | None = None,
     TrainConfig
         For a new run, ``TrainConfig.from_profile(profile or "paper", **fields)``. When
         resuming, the run's saved ``config.json`` with the runtime fields
-        (:data:`RUNTIME_FIELDS`: ``workers``, ``cache_bytes``, ``checkpoint_every``) of the
-        request applied. Any other field is ignored when it equals its profile's value: a
-        form sends every field, most of them untouched defaults, so a run started with
-        ``--dense-units 512`` resumes from a form showing the profile's 4096.
+        (:data:`RUNTIME_FIELDS`: ``workers``, ``cache_bytes``, ``checkpoint_every``,
+        ``feed``, ``cache_dir``) of the request applied. Any other field is ignored when it
+        equals its profile's value: a form sends every field, most of them untouched
+        defaults, so a run started with ``--dense-units 512`` resumes from a form showing
+        the profile's 4096.
 
     Raises
     ------

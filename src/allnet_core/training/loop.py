@@ -25,6 +25,7 @@ from allnet_core.metrics import as_float, json_safe
 from allnet_core.progress import CancelLike, ProgressCallback, check_cancel, emit
 from allnet_core.training.callbacks import _load_fold_state, _make_callback, _selection_key
 from allnet_core.training.config import TrainConfig
+from allnet_core.training.feeds import build_fold_caches, make_fold_feeds, remove_fold_caches
 from allnet_core.training.rundir import (
     _log_environment,
     _plan_for_csv,
@@ -35,7 +36,6 @@ from allnet_core.training.rundir import (
 from allnet_core.training.runtime import (
     _distribution_scope,
     _dtype_policy,
-    _feed,
     _new_model,
     load_model,
     predict_p_all,
@@ -112,6 +112,7 @@ def _train_fold(run: _Run, splits: pd.DataFrame, fold: int) -> dict[str, Any]:
         for old in fold_dir.glob("ckpt_e*.keras"):  # left over by a kill after the commit
             old.unlink(missing_ok=True)
         (fold_dir / "state.json").unlink(missing_ok=True)
+        remove_fold_caches(fold_dir)
         emit(run.progress, "fold_skipped", fold=fold, folds=config.folds,
              reason="already complete", val_f1=metrics.get("f1"))
         return metrics
@@ -123,6 +124,7 @@ def _train_fold(run: _Run, splits: pd.DataFrame, fold: int) -> dict[str, Any]:
         write_csv(fold_dir / "plan.csv", _plan_for_csv(plan, train))
 
     state = _load_fold_state(fold_dir)
+    caches = build_fold_caches(run, fold, fold_dir, train, val, plan)
     with _dtype_policy(config.precision), _distribution_scope():
         if state["checkpoint"]:
             model = load_model(fold_dir / state["checkpoint"], compile=True)
@@ -130,25 +132,27 @@ def _train_fold(run: _Run, splits: pd.DataFrame, fold: int) -> dict[str, Any]:
             keras.utils.set_random_seed(config.seed * 1000 + fold)
             model = _new_model(config)
         start = int(state["epoch"])
-        feed = _feed(train, config, plan=plan, augmenter=augmenter, shuffle=True,
-                     seed=config.seed * 1000 + fold, epoch=int(state["epoch"]))
+        feed, val_feed = make_fold_feeds(config, train, plan, augmenter, caches,
+                                         seed=config.seed * 1000 + fold, epoch=start)
         run.batches = len(feed)
         emit(run.progress, "fold_start", fold=fold, folds=config.folds, epochs=config.epochs,
              start_epoch=start + 1, n_train=len(train), n_train_balanced=len(plan),
-             n_val=len(val), batches=run.batches)
+             n_val=len(val), batches=run.batches, feed=config.feed)
         if start < config.epochs:
             if start:
                 keras.utils.set_random_seed(config.seed * 1000 + fold * 100 + start)
-            callback = _make_callback(run, fold, fold_dir, val, state)
+            callback = _make_callback(run, fold, fold_dir, val, state, val_feed)
             model.fit(feed, epochs=config.epochs, initial_epoch=start, verbose=0,
-                      shuffle=False, callbacks=[callback])
+                      shuffle=False, callbacks=[feed.epoch_callback(), callback])
             if callback.cancelled:
                 done = state["checkpoint_epoch"] if state.get("checkpoint") else 0
                 emit(run.progress, "cancelled", fold=fold, epoch=done)
                 raise CancelledError(
                     f"training cancelled during fold {fold} (epochs 1-{done} of it are "
                     f"saved); continue with `allnet train ... --out {run.run_dir} --resume`")
-    return _finish_fold(run, fold, fold_dir, state)
+    metrics = _finish_fold(run, fold, fold_dir, state)
+    remove_fold_caches(fold_dir)
+    return metrics
 
 
 def _finish_fold(run: _Run, fold: int, fold_dir: Path, state: dict) -> dict[str, Any]:
@@ -229,8 +233,8 @@ def cross_validate(
     resume : bool
         Continue the run in ``out_dir``: completed folds are kept, an unfinished fold
         continues from its last saved epoch. The configuration must match the saved one
-        (except ``workers``, ``cache_bytes``, ``checkpoint_every``). Without a run in
-        ``out_dir`` a new run starts.
+        (except the runtime fields ``workers``, ``cache_bytes``, ``checkpoint_every``,
+        ``feed``, ``cache_dir``). Without a run in ``out_dir`` a new run starts.
     verify : bool
         Decode every image of a table before training (a folder is always verified by
         ``discover``).
