@@ -39,7 +39,7 @@ _CONFIG_FLAGS = (
 
 #: What each preset of TrainConfig's PROFILES is for (the numbers come from the table).
 _PROFILE_USE = {
-    "paper": "the paper's protocol (default; days on one GPU)",
+    "paper": "the paper's protocol (default): GPU work, weeks on a CPU",
     "quick": "a CPU demo in minutes on small inputs; not the paper's model",
 }
 
