@@ -10,10 +10,12 @@ import numpy as np
 
 from allnet_core.segmentation._cutout import cutout_labels
 from allnet_core.segmentation._cytoplasm import grow_cells
+from allnet_core.segmentation._features import normalise_white, white_point
 from allnet_core.segmentation._morphology import fill_holes, subsample
 from allnet_core.segmentation._nuclei import group_nuclei
 from allnet_core.segmentation._params import AutoParams
 from allnet_core.segmentation._refine import refine
+from allnet_core.segmentation._reject import compact, like_red_cells, standing_out
 from allnet_core.segmentation._scale import (
     FLOOR_PERCENTILE,
     area_floor,
@@ -22,6 +24,7 @@ from allnet_core.segmentation._scale import (
 )
 from allnet_core.segmentation._split import split_touching
 from allnet_core.segmentation._thresholds import thresholds
+from allnet_core.segmentation.status import STAIN_NOT_RECOGNISED, warn
 
 
 def _detect(reduced: np.ndarray, p: AutoParams, factor: int):
@@ -44,11 +47,20 @@ def _detect(reduced: np.ndarray, p: AutoParams, factor: int):
         if p.min_area is None:
             rbc_radius = red_cell_radius((material & ~th.nuc)[::2, ::2], FLOOR_PERCENTILE, 2)
         floor = area_floor(p, valid_count, factor, rbc_radius)
-        groups, n = group_nuclei(th.nuc, p, floor)
+        nuc = th.nuc
+        if th.weak:
+            nuc = standing_out(nuc, th.feat, th.rest_mean, th.rest_std, p)
+            floor *= 2.0
+        groups, n = compact(*group_nuclei(nuc, p, floor), p.min_solidity)
         if n == 0:
             return None
         coarse, rule = grow_cells(groups, n, material, reduced, p)
         coarse_nuc = np.where(groups > 0, coarse, 0).astype(np.int32)
+        if like_red_cells(coarse, coarse_nuc, material):
+            warn(STAIN_NOT_RECOGNISED, f"{int(coarse.max())} candidate white cells look like "
+                 "the red cells of the field (their nuclei cover half of the stained "
+                 "material); no white cells labelled", stacklevel=4)
+            return None
     if coarse.max() == 0:
         return None
     coarse, coarse_nuc = split_touching(coarse, coarse_nuc, floor, p)
@@ -57,6 +69,9 @@ def _detect(reduced: np.ndarray, p: AutoParams, factor: int):
 
 def auto_labels(a: np.ndarray, p: AutoParams, want_nuclei: bool = True):
     """Cell and nucleus labels of the auto method (int32; nuclei None unless wanted)."""
+    bg = white_point(a, p.black_level)
+    if bg is not None:
+        a = normalise_white(a, bg)
     factor = choose_downscale(a, p)
     found = _detect(subsample(a, factor), p, factor)
     if found is None:
