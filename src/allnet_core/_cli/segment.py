@@ -64,12 +64,12 @@ def _unique_stems(paths: list[Path]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
+    import warnings
 
     from allnet_core._cli._progress import ProgressBar
     from allnet_core.errors import ConfigError, ImageReadError
-    from allnet_core.io import read_rgb, write_csv, write_image, write_tiff
-    from allnet_core.segmentation import extract_cells, label_cells, segment_paper
+    from allnet_core.io import read_rgb
+    from allnet_core.segmentation import SegmentationWarning
 
     if args.size < 1:
         raise ConfigError(f"--size must be a positive integer, got {args.size}")
@@ -85,26 +85,15 @@ def run(args: argparse.Namespace) -> int:
     total = 0
     for i, (path, stem) in enumerate(zip(args.images, _unique_stems(args.images), strict=True)):
         rgb = read_rgb(path)
-        if args.method == "paper":
-            mask, segmented = segment_paper(rgb)
-            write_image(out / f"{stem}_mask.png", mask.astype(np.uint8) * 255)
-            write_image(out / f"{stem}_segmented.png", segmented)
-            summary = f"{path.name}: {mask.mean():.1%} of pixels selected"
-        else:
-            labels = label_cells(rgb, method=args.method)
-            crops, table = extract_cells(rgb, labels, size=args.size)
-            crop_dir = out / f"{stem}_cells"
-            names = []
-            for crop, lab in zip(crops, table["label"], strict=True):
-                name = f"{stem}_cell_{int(lab):03d}.{args.crop_format}"
-                write_image(crop_dir / name, crop)
-                names.append(f"{crop_dir.name}/{name}")
-            table.insert(0, "image", str(path))
-            table["crop"] = names
-            write_tiff(out / f"{stem}_labels.tif", labels)
-            write_csv(out / f"{stem}_cells.csv", table)
-            total += len(table)
-            summary = f"{path.name}: {len(table)} cells"
+        # what segmentation could not do (stain not recognised, paper rule selects nothing)
+        # goes on the image's line
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", SegmentationWarning)
+            n, summary = _segment_one(args, rgb, path, stem, out)
+        total += n
+        notes = [str(w.message) for w in caught if issubclass(w.category, SegmentationWarning)]
+        if notes:
+            summary += " (" + "; ".join(notes) + ")"
         if bar is not None:
             bar.update(i + 1, summary)
         else:
@@ -116,3 +105,30 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"paper masks of {len(args.images)} images written to {out}")
     return 0
+
+
+def _segment_one(args, rgb, path: Path, stem: str, out: Path) -> tuple[int, str]:
+    """Segment one image and write its files; return its cell count and summary line."""
+    import numpy as np
+
+    from allnet_core.io import write_csv, write_image, write_tiff
+    from allnet_core.segmentation import extract_cells, label_cells, segment_paper
+
+    if args.method == "paper":
+        mask, segmented = segment_paper(rgb)
+        write_image(out / f"{stem}_mask.png", mask.astype(np.uint8) * 255)
+        write_image(out / f"{stem}_segmented.png", segmented)
+        return 0, f"{path.name}: {mask.mean():.1%} of pixels selected"
+    labels = label_cells(rgb, method=args.method)
+    crops, table = extract_cells(rgb, labels, size=args.size)
+    crop_dir = out / f"{stem}_cells"
+    names = []
+    for crop, lab in zip(crops, table["label"], strict=True):
+        name = f"{stem}_cell_{int(lab):03d}.{args.crop_format}"
+        write_image(crop_dir / name, crop)
+        names.append(f"{crop_dir.name}/{name}")
+    table.insert(0, "image", str(path))
+    table["crop"] = names
+    write_tiff(out / f"{stem}_labels.tif", labels)
+    write_csv(out / f"{stem}_cells.csv", table)
+    return len(table), f"{path.name}: {len(table)} cells"

@@ -67,10 +67,17 @@ from allnet_core.segmentation.cells import (
 )
 from allnet_core.segmentation.labels import METHODS, label_cells, segment_wbc
 from allnet_core.segmentation.paper import saturation, segment_paper
+from allnet_core.segmentation.status import (
+    PAPER_SELECTS_NOTHING,
+    STAIN_NOT_RECOGNISED,
+    SegmentationWarning,
+)
 
 __all__ = [
     "CELL_COLUMNS",
     "METHODS",
+    "PAPER_SELECTS_NOTHING",
+    "STAIN_NOT_RECOGNISED",
     "AutoParams",
     "CropGeometry",
     "cell_table",
@@ -79,6 +86,7 @@ __all__ = [
     "extract_cells",
     "label_cells",
     "saturation",
+    "SegmentationWarning",
     "segment_paper",
     "segment_wbc",
     "whole_cell",

@@ -22,6 +22,8 @@ from allnet_core.segmentation._params import AutoParams
 #: material are the red cells themselves.
 RED_CELL_COUNT = 4
 RED_CELL_COVER = 0.5
+#: Pale stains (nuclei only weakly apart from the rest) double the nucleus area floor.
+WEAK_FLOOR = 2.0
 
 
 def standing_out(nuc: np.ndarray, feat: np.ndarray, rest_mean: float, rest_std: float,

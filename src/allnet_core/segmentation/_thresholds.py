@@ -33,6 +33,7 @@ class Thresholds(NamedTuple):
     contrast_ok: bool  # nuclei stand out at all (see :func:`_stands_out`)
     weak: bool  # ... but only relative to the spread of the rest (a pale stain)
     cutout: bool  # cells cut out on black, no bright smear background
+    red_cells_in: bool  # the first split put the red cells on the nucleus side
     rest_mean: float  # mean and spread of the feature on the non-nucleus class
     rest_std: float
 
@@ -91,9 +92,11 @@ def thresholds(a: np.ndarray, p: AutoParams) -> Thresholds:
     feat = blue_green(a)
     counts = np.bincount(feat[valid], minlength=256)
     t_nuc = otsu_level(counts)
+    red_cells_in = False
     if has_background:
         material = valid & (g <= t_g)
-        if _red_cells_in((feat > t_nuc) & valid, material, valid):
+        red_cells_in = _red_cells_in((feat > t_nuc) & valid, material, valid)
+        if red_cells_in:
             counts = np.bincount(feat[material], minlength=256)
             t_nuc = otsu_level(counts)
     contrast_ok, weak, rest_mean, rest_std = _stands_out(counts, t_nuc, p)
@@ -111,7 +114,8 @@ def thresholds(a: np.ndarray, p: AutoParams) -> Thresholds:
     cutout = not has_background or _mostly_nucleus_on_black(valid, nuc, p.cutout_nucleus)
     if cutout:
         t_g = 255  # a cut-out cell on black: every non-black pixel is cell material
-    return Thresholds(valid, feat, nuc, t_nuc, t_g, contrast_ok, weak, cutout, rest_mean, rest_std)
+    return Thresholds(valid, feat, nuc, t_nuc, t_g, contrast_ok, weak, cutout,
+                      red_cells_in, rest_mean, rest_std)
 
 
 def _mostly_nucleus_on_black(valid: np.ndarray, nuc: np.ndarray, fraction: float) -> bool:
