@@ -92,14 +92,21 @@ def thresholds(a: np.ndarray, p: AutoParams) -> Thresholds:
     feat = blue_green(a)
     counts = np.bincount(feat[valid], minlength=256)
     t_nuc = otsu_level(counts)
+    split = (counts, t_nuc, *_stands_out(counts, t_nuc, p))
     red_cells_in = False
     if has_background:
         material = valid & (g <= t_g)
         red_cells_in = _red_cells_in((feat > t_nuc) & valid, material, valid)
         if red_cells_in:
-            counts = np.bincount(feat[material], minlength=256)
-            t_nuc = otsu_level(counts)
-    contrast_ok, weak, rest_mean, rest_std = _stands_out(counts, t_nuc, p)
+            # split again among the material; keep the first split if it stood out strongly
+            # and nothing stands out there (a crop filled by one large nucleus looks the
+            # same at first)
+            m_counts = np.bincount(feat[material], minlength=256)
+            m_t = otsu_level(m_counts)
+            m_split = (m_counts, m_t, *_stands_out(m_counts, m_t, p))
+            if m_split[2] or not (split[2] and not split[3]):
+                split = m_split
+    counts, t_nuc, contrast_ok, weak, rest_mean, rest_std = split
     nuc = feat > t_nuc
     nuc &= valid
     if contrast_ok:
