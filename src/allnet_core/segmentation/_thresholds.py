@@ -20,6 +20,7 @@ from allnet_core.segmentation._features import (
 )
 from allnet_core.segmentation._morphology import hysteresis
 from allnet_core.segmentation._params import AutoParams
+from allnet_core.segmentation._scale import FLOOR_PERCENTILE, red_cell_radius
 
 
 class Thresholds(NamedTuple):
@@ -46,21 +47,29 @@ def _class_std(counts: np.ndarray, t: int, mean: float) -> float:
 
 
 def _red_cells_in(upper: np.ndarray, material: np.ndarray, valid: np.ndarray,
-                  many: int = 4) -> bool:
-    """Whether the upper class of the first split holds the red cells, not only nuclei.
+                  many: int = 4) -> tuple[bool, bool]:
+    """Whether to split again among the material, and whether red cells are the reason.
 
-    It does when it covers a quarter of the image and half of the stained material (a
-    smear's nuclei are a few percent of it), or when it falls into ``many`` or more pieces
-    of similar size (at least 40 % of the largest): a field of red cells.
+    The upper class of the first split holds more than nuclei when it covers a quarter of
+    the image and half of the stained material (a smear's nuclei are a few percent of
+    it), or when it falls into ``many`` or more pieces of similar size (at least 40 % of
+    the largest): platelets, or red cells when at least ``many`` of those pieces are as
+    large as half a red cell (measured on the material, :func:`~._scale.red_cell_radius`).
     """
     n_up = int(np.count_nonzero(upper))
     if n_up > 0.25 * np.count_nonzero(valid) and n_up > 0.5 * np.count_nonzero(material):
-        return True
+        return True, True
     comp, n = ndi.label(upper)
     if n < many:
-        return False
+        return False, False
     areas = np.bincount(comp.ravel())[1:]
-    return int(np.count_nonzero(areas >= max(0.4 * areas.max(), 20))) >= many
+    big = areas >= max(0.4 * areas.max(), 20)
+    if int(np.count_nonzero(big)) < many:
+        return False, False
+    radius = red_cell_radius(material[::2, ::2], FLOOR_PERCENTILE, 2)
+    rbc_sized = radius is not None and int(
+        np.count_nonzero(big & (areas >= 0.5 * np.pi * radius**2))) >= many
+    return True, rbc_sized
 
 
 def _stands_out(counts: np.ndarray, t: int, p: AutoParams) -> tuple[bool, bool, float, float]:
@@ -96,8 +105,8 @@ def thresholds(a: np.ndarray, p: AutoParams) -> Thresholds:
     red_cells_in = False
     if has_background:
         material = valid & (g <= t_g)
-        red_cells_in = _red_cells_in((feat > t_nuc) & valid, material, valid)
-        if red_cells_in:
+        resplit, red_cells_in = _red_cells_in((feat > t_nuc) & valid, material, valid)
+        if resplit:
             # split again among the material; keep the first split if it stood out strongly
             # and nothing stands out there (a crop filled by one large nucleus looks the
             # same at first)
@@ -111,7 +120,7 @@ def thresholds(a: np.ndarray, p: AutoParams) -> Thresholds:
     nuc &= valid
     if contrast_ok:
         # keep the pieces that reach the mean of the nucleus class
-        nuc = hysteresis(weak=nuc, strong=feat > int(class_means(counts, t_nuc)[1]))
+        nuc = hysteresis(weak=nuc, strong=feat >= int(class_means(counts, t_nuc)[1]))
     if has_background:
         # cell material: darker in green than the bright background (non-nucleus pixels)
         t_g = otsu_level(np.bincount(g[valid & ~nuc], minlength=256))
