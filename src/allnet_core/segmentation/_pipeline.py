@@ -18,6 +18,7 @@ from allnet_core.segmentation._refine import refine
 from allnet_core.segmentation._reject import WEAK_FLOOR, compact, like_red_cells, standing_out
 from allnet_core.segmentation._scale import (
     FLOOR_PERCENTILE,
+    MAX_DOWNSCALE,
     area_floor,
     choose_downscale,
     red_cell_radius,
@@ -39,6 +40,10 @@ def _smear_cells(reduced: np.ndarray, th, p: AutoParams, factor: int):
     rbc_radius = None
     if p.min_area is None:
         rbc_radius = red_cell_radius((material & ~th.nuc)[::2, ::2], FLOOR_PERCENTILE, 2)
+        if rbc_radius is not None and p.downscale is None and factor < MAX_DOWNSCALE:
+            # the reduction factor was chosen from the red cells: their reduced radius is
+            # about rbc_pixels; far more means clumped red cells merged in the material
+            rbc_radius = min(rbc_radius, 1.5 * p.rbc_pixels)
     floor = area_floor(p, int(th.valid.sum()), factor, rbc_radius)
     nuc = th.nuc
     if th.weak:  # a pale stain: only what stands out, and twice the size floor
