@@ -31,8 +31,8 @@ from allnet_core.segmentation.status import STAIN_NOT_RECOGNISED, warn
 def _smear_cells(reduced: np.ndarray, th, p: AutoParams, factor: int):
     """Cells and nuclei of a smear field (bright background) on the reduced image.
 
-    Returns ``(coarse, coarse_nuc, floor, rule)``, None when it holds no cell, or the
-    string ``"red cells"`` when the candidates look like the red cells of the field.
+    Returns ``(coarse, coarse_nuc, floor, rule)``, None when it holds no cell, or a
+    message when the candidates look like the red cells of the field.
     """
     if not th.contrast_ok:
         return None
@@ -55,7 +55,8 @@ def _smear_cells(reduced: np.ndarray, th, p: AutoParams, factor: int):
     coarse, rule = grow_cells(groups, n, material, reduced, p)
     coarse_nuc = np.where(groups > 0, coarse, 0).astype(np.int32)
     if like_red_cells(coarse, coarse_nuc, material):
-        return "red cells"
+        return (f"{int(coarse.max())} candidate white cells look like the red cells of the "
+                "field (their nuclei cover half of the stained material)")
     return coarse, coarse_nuc, floor, rule
 
 
@@ -76,9 +77,9 @@ def _detect(reduced: np.ndarray, p: AutoParams, factor: int):
         found = _smear_cells(reduced, th, p, factor)
         if found is None or isinstance(found, str):
             if th.red_cells_in or found is not None:
-                warn(STAIN_NOT_RECOGNISED, "the red cells take the colour of nuclei and "
-                     "no white cell stands out from them; no white cells labelled",
-                     stacklevel=4)
+                why = found or ("the red cells take the colour of nuclei and no white cell "
+                                "stands out from them")
+                warn(STAIN_NOT_RECOGNISED, f"{why}; no white cells labelled", stacklevel=4)
             return None
         coarse, coarse_nuc, floor, rule = found
     if coarse.max() == 0:
