@@ -103,6 +103,21 @@ def _segment_one(path: Path, stem: str, out: Path, args: argparse.Namespace) -> 
     return f"{path.name}: {len(table)} cells", len(table)
 
 
+def _segment_with_notes(path: Path, stem: str, out: Path,
+                        args: argparse.Namespace) -> tuple[str, int]:
+    """:func:`_segment_one`, with what segmentation could not do (stain not recognised, the
+    paper rule selecting nothing: :class:`SegmentationWarning`) on the image's line."""
+    import warnings
+
+    from allnet_core.segmentation import SegmentationWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SegmentationWarning)
+        summary, cells = _segment_one(path, stem, out, args)
+    notes = [str(w.message) for w in caught if issubclass(w.category, SegmentationWarning)]
+    return (summary + " (" + "; ".join(notes) + ")" if notes else summary), cells
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``allnet segment``: every image of the inputs, a line or a bar per image."""
     import sys
@@ -126,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         for i, (path, stem) in enumerate(zip(files, _unique_stems(files), strict=True)):
             try:
-                summary, cells = _segment_one(path, stem, out, args)
+                summary, cells = _segment_with_notes(path, stem, out, args)
             except ImageReadError as exc:
                 if not args.skip_bad:
                     raise ImageReadError(exc.path, f"{exc.problem}\n(stopped at file {i + 1} of "
