@@ -29,8 +29,9 @@ from magicgui.widgets import CheckBox, ComboBox, FileEdit, Label, PushButton, cr
 
 from napari_allnet import _session as session
 from napari_allnet._colors import ALL_COLOR, HEM_COLOR, class_colormap, gradcam_colormap
-from napari_allnet._common import LayerProblem, layer_rgb, place_like, upsert_layer
+from napari_allnet._common import LayerProblem, layer_pixels, place_like, upsert_layer
 from napari_allnet._job_widget import JobWidget, full_width, wrap_text
+from napari_allnet._large import classify_large_layer
 from napari_allnet._writer import IMAGE_KEY
 
 if TYPE_CHECKING:
@@ -178,15 +179,16 @@ class ClassifyWidget(JobWidget):
             return
         image = self.image.value
         try:
-            rgb = layer_rgb(image, "Classify cells")
-            labels = self._labels_for(rgb)
+            rgb, lazy = layer_pixels(image, "Classify cells")  # a large layer: in tiles
+            labels = self._no_labels() if lazy else self._labels_for(rgb)
             model = self._model_path()
         except LayerProblem as exc:
             self._refuse(exc)
             return
         self.status.value = ("Classifying..." if self.client.is_alive()
                              else "Starting the worker...")
-        self._launch(run_classification, self.client, rgb, labels, model, self.tta.value,
+        job = classify_large_layer if lazy else run_classification
+        self._launch(job, self.client, rgb, labels, model, self.tta.value,
                      self.gradcam.value, yielded=self._on_event,
                      returned=lambda r: self._show(image, r), progress=0, cancellable=True)
 
@@ -205,6 +207,12 @@ class ClassifyWidget(JobWidget):
                 f"Classify cells: the labels layer {layer.name!r} is empty: segment first "
                 "(or choose no labels layer to segment automatically).")
         return data
+
+    def _no_labels(self) -> None:
+        """A large image is segmented by the worker: refuse a chosen labels layer."""
+        if self.labels.value is not None:
+            raise LayerProblem("Classify cells: the image is large (tiled); leave 'cells' "
+                               "empty, it is segmented in tiles by the worker.")
 
     def _on_event(self, event: dict[str, Any]) -> None:
         kind = event.get("kind")

@@ -10,6 +10,11 @@ classify``). For every image ``NAME.ext`` it writes into ``--out``:
 * ``--method paper``: the paper's pipeline instead, ``NAME_mask.png`` (0/255) and
   ``NAME_segmented.png`` (the image times the mask).
 
+Images over 8192 x 8192 pixels, ``.zarr`` arrays, and every image with ``--tile`` are
+segmented in tiles (:func:`allnet_core.segmentation.tiled.label_cells_tiled`, read region
+by region, never whole): their labels go to ``NAME_labels.zarr`` (chunked) instead of a
+TIFF; the crops and the table are as above.
+
 Every file is written atomically. An unreadable image stops the run, or with ``--skip-bad``
 is listed at the end and skipped (exit code 0, as ``allnet classify``).
 """
@@ -17,6 +22,7 @@ is listed at the end and skipped (exit code 0, as ``allnet classify``).
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 # allnet_core.segmentation.METHODS, kept literal so that --help loads no scipy (a test checks
@@ -57,6 +63,10 @@ def register(subparsers) -> None:
         default="png",
         help="file format of the crops (default: png)",
     )
+    p.add_argument("--tile", type=int, default=None, metavar="SIZE",
+                   help="segment in tiles of SIZE pixels with overlap, labels to "
+                   "NAME_labels.zarr (default: only images over 8192x8192 and .zarr arrays, "
+                   "in tiles of 4096)")
     p.add_argument("--skip-bad", action="store_true",
                    help="report unreadable images and go on (default: stop at the first)")
     p.add_argument("--quiet", action="store_true",
@@ -79,9 +89,13 @@ def _segment_one(path: Path, stem: str, out: Path, args: argparse.Namespace) -> 
     """Segment one image and write its files; ``(summary line, cells)``."""
     import numpy as np
 
-    from allnet_core.io import read_rgb, write_csv, write_image, write_tiff
+    from allnet_core.io import read_rgb, write_image, write_tiff
+    from allnet_core.io_lazy import is_large_image
     from allnet_core.segmentation import extract_cells, label_cells, segment_paper
 
+    if args.method != "paper" and (args.tile is not None or is_large_image(path)):
+        n = _segment_tiled(path, stem, out, args)
+        return f"{path.name}: {n} cells (in tiles)", n
     rgb = read_rgb(path)
     if args.method == "paper":
         mask, segmented = segment_paper(rgb)
@@ -90,17 +104,55 @@ def _segment_one(path: Path, stem: str, out: Path, args: argparse.Namespace) -> 
         return f"{path.name}: {mask.mean():.1%} of pixels selected", 0
     labels = label_cells(rgb, method=args.method)
     crops, table = extract_cells(rgb, labels, size=args.size)
+    names = _write_crops(out, stem, crops, table["label"], args.crop_format)
+    _write_table(out, stem, path, table, names)
+    write_tiff(out / f"{stem}_labels.tif", labels)
+    return f"{path.name}: {len(table)} cells", len(table)
+
+
+def _write_crops(out: Path, stem: str, crops, labels, crop_format: str) -> list[str]:
+    """Write ``NAME_cells/NAME_cell_<label>.<format>``; return the names for the table."""
+    from allnet_core.io import write_image
+
     crop_dir = out / f"{stem}_cells"
     names = []
-    for crop, lab in zip(crops, table["label"], strict=True):
-        name = f"{stem}_cell_{int(lab):03d}.{args.crop_format}"
+    for crop, lab in zip(crops, labels, strict=True):
+        name = f"{stem}_cell_{int(lab):03d}.{crop_format}"
         write_image(crop_dir / name, crop)
         names.append(f"{crop_dir.name}/{name}")
+    return names
+
+
+def _write_table(out: Path, stem: str, path: Path, table, names: list[str]) -> None:
+    """Write ``NAME_cells.csv``: the image, the cell table and the crop files."""
+    from allnet_core.io import write_csv
+
+    table = table.copy()
     table.insert(0, "image", str(path))
     table["crop"] = names
-    write_tiff(out / f"{stem}_labels.tif", labels)
     write_csv(out / f"{stem}_cells.csv", table)
-    return f"{path.name}: {len(table)} cells", len(table)
+
+
+def _segment_tiled(path: Path, stem: str, out: Path, args: argparse.Namespace) -> int:
+    """Segment one image in tiles: ``NAME_labels.zarr``, crops, ``NAME_cells.csv``.
+
+    The crops are cut and written tile by tile, so memory never holds them all."""
+    import pandas as pd
+
+    from allnet_core.segmentation.tiled import TILE, label_cells_tiled, tiled_cell_crops
+
+    seg = label_cells_tiled(path, tile=args.tile or TILE, method=args.method,
+                            out=out / f"{stem}_labels.zarr")
+    tables, names = [seg.table.iloc[:0]], []
+    for crops, rows in tiled_cell_crops(path, seg.labels, seg.table, size=args.size):
+        names += _write_crops(out, stem, crops, rows["label"], args.crop_format)
+        tables.append(rows)
+    if seg.cut:
+        print(f"{path.name}: {seg.cut} cell(s) larger than the tiles' overlap "
+              f"({seg.overlap} px) may be cut; give a larger --tile", file=sys.stderr)
+    table = pd.concat(tables, ignore_index=True)
+    _write_table(out, stem, path, table, names)
+    return len(table)
 
 
 def _segment_with_notes(path: Path, stem: str, out: Path,
@@ -120,8 +172,6 @@ def _segment_with_notes(path: Path, stem: str, out: Path,
 
 def run(args: argparse.Namespace) -> int:
     """Run ``allnet segment``: every image of the inputs, a line or a bar per image."""
-    import sys
-
     from allnet_core._cli._progress import ProgressBar
     from allnet_core.errors import ConfigError, ImageReadError
     from allnet_core.inference.batch import find_image_files
@@ -132,7 +182,12 @@ def run(args: argparse.Namespace) -> int:
     for path in args.images:  # an image that is not there is an unreadable image
         if not path.exists():
             raise ImageReadError(path, "no such file or folder")
-    files = find_image_files(args.images)  # before any work: an empty folder fails fast
+    if args.tile is not None and args.tile < 64:
+        raise ConfigError(f"--tile must be at least 64 pixels, got {args.tile}")
+    # a .zarr array is one image (a folder on disk); other folders are searched for images
+    arrays = [p for p in args.images if p.suffix.lower() == ".zarr" and p.is_dir()]
+    others = [p for p in args.images if p not in arrays]
+    files = arrays + (find_image_files(others) if others else [])  # empty folder: fails fast
     out = check_output_dir(args.out)  # a file, a read-only folder: refused up front
     out.mkdir(parents=True, exist_ok=True)
 

@@ -21,7 +21,14 @@ The modules follow the data flow:
 - :mod:`~allnet_core.inference.results`: :class:`ImageResult`.
 - :mod:`~allnet_core.inference.batch`: :func:`classify_images`, many image files in one
   run (batching across images, Grad-CAM overlays, per-image and per-subject summaries),
-  used by ``allnet classify`` and the worker.
+  used by ``allnet classify`` and the worker. Its per-image work is
+  :class:`~allnet_core.inference._run.BatchRun`, whichever way the run goes:
+- :mod:`~allnet_core.inference.store`: :class:`ResultStore`, the resumable Parquet
+  dataset a run streams to; :mod:`~allnet_core.inference.screening` runs into it, here
+  or on Dask through :mod:`~allnet_core.inference.distributed` (tasks, a worker plugin
+  that loads the model once per worker).
+- :mod:`~allnet_core.inference.large`: :func:`classify_large`, images too large for
+  memory, segmented in tiles (:mod:`allnet_core.segmentation.tiled`).
 
 Speed
 -----
@@ -49,7 +56,9 @@ from allnet_core.inference.gradcam import (
     overlay_heatmap,
     write_gradcam_png,
 )
+from allnet_core.inference.large import LargeImageResult, classify_large
 from allnet_core.inference.results import TABLE_COLUMNS, ImageResult
+from allnet_core.inference.store import ResultStore
 from allnet_core.inference.tta import TTA_TRANSFORMS, tta_transforms
 from allnet_core.model.files import find_model_file
 
@@ -68,7 +77,10 @@ __all__ = [
     "BatchResult",
     "Classifier",
     "ImageResult",
+    "LargeImageResult",
+    "ResultStore",
     "classify_images",
+    "classify_large",
     "find_image_files",
     "find_model_file",
     "gradcam_figure",

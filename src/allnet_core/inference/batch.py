@@ -4,6 +4,12 @@ Cells are pooled across files into full batches (a folder of single-cell images 
 forward pass per ``batch_size`` cells, not one per file), Grad-CAM overlays are written
 per image on request, and the result holds one row per cell plus per-image and
 per-subject summaries. ``allnet classify`` and the worker are thin adapters around it.
+
+The same run goes three ways: in this process, keeping everything in memory (default);
+in this process, streaming to a resumable Parquet store (``out``,
+:mod:`~allnet_core.inference.store`); or as Dask tasks on a ``dask.distributed`` cluster
+(``client``, :mod:`~allnet_core.inference.distributed`). The per-image work is the one
+:class:`~allnet_core.inference._run.BatchRun` in all three.
 """
 
 from __future__ import annotations
@@ -15,16 +21,20 @@ from pathlib import Path
 from typing import Any
 
 from allnet_core.errors import ConfigError, ImageReadError
-from allnet_core.inference.cells import MODES, image_cells
-from allnet_core.inference.results import TABLE_COLUMNS
+from allnet_core.inference._run import (
+    BATCH_COLUMNS,
+    PER_IMAGE_COLUMNS,
+    BatchRun,
+    gradcam_names,
+    subject_of,
+)
+from allnet_core.inference.cells import MODES
 from allnet_core.model.predict import DEFAULT_BATCH, check_batch_size
 from allnet_core.progress import CancelLike, ProgressCallback, check_cancel, emit
 from allnet_core.validation import check_choice
 
-__all__ = ["BATCH_COLUMNS", "BatchResult", "classify_images", "find_image_files"]
-
-#: Leading columns of :attr:`BatchResult.cells`, in order.
-BATCH_COLUMNS = ["source", "subject", "mode", *TABLE_COLUMNS]
+__all__ = ["BATCH_COLUMNS", "BatchResult", "classify_images", "find_image_files",
+           "subject_of"]
 
 
 @dataclass
@@ -45,7 +55,8 @@ class BatchResult:
         ``subject``, ``cells``, ``ALL`` summed over the files of each subject (files with a
         subject only), sorted by subject.
     problems : list of str
-        One message per unreadable file that was skipped (``skip_bad=True``).
+        One message per unreadable file that was skipped (``skip_bad=True``, or any run
+        with ``out`` or ``client`` after the first error).
     gradcam_files : list of pathlib.Path
         The Grad-CAM overlays written (with ``gradcam_dir``).
     """
@@ -76,7 +87,9 @@ def find_image_files(inputs: str | os.PathLike | Sequence[str | os.PathLike]) ->
         inputs = [inputs]
     files: list[Path] = []
     for item in map(Path, inputs):
-        if item.is_dir():
+        if item.is_dir() and item.suffix.lower() == ".zarr":
+            files.append(item)  # a zarr image is a folder
+        elif item.is_dir():
             found = find_images(item, recursive=True)
             if not found:
                 raise ConfigError(f"{item}: the folder holds no image files "
@@ -96,12 +109,16 @@ def classify_images(classifier, inputs, *, mode: str = "auto", tta: bool = False
                     batch_size: int = DEFAULT_BATCH, threshold: float = 0.5,
                     gradcam_dir: str | os.PathLike | None = None, skip_bad: bool = False,
                     progress: ProgressCallback | None = None,
-                    cancel: CancelLike | None = None) -> BatchResult:
+                    cancel: CancelLike | None = None, out: str | os.PathLike | None = None,
+                    client=None, images_per_task: int | None = None) -> BatchResult:
     """Classify every white cell of many image files.
 
     Parameters
     ----------
-    classifier : Classifier
+    classifier : Classifier or path-like
+        A classifier, or a ``.keras`` file or run folder to load one from. With
+        ``client`` or ``out`` the model must come from a file (the workers load it
+        themselves, and the store records its hash).
     inputs : path-like or sequence of path-like
         Image files and folders (searched recursively, see :func:`find_image_files`).
     mode : {"auto", "cells", "smear"}
@@ -117,13 +134,25 @@ def classify_images(classifier, inputs, *, mode: str = "auto", tta: bool = False
         overlaid (``<name>_<k>_gradcam.png`` when two inputs share a name).
     skip_bad : bool
         Report unreadable files in :attr:`BatchResult.problems` and go on; by default
-        the first one stops the run.
+        the first one stops the run. On a cluster every bad image is recorded and the
+        run goes on.
     progress : callable, optional
         Receives ``{"kind": "start", "total"}``, then ``{"kind": "file", "done", "total",
         "path", "skipped"}`` per file, then ``{"kind": "done", "images", "cells",
-        "skipped"}``.
+        "skipped"}``. With ``out``, a ``{"kind": "resume", "done", "total"}`` event
+        first says how many inputs the store already holds; ``total`` then counts the
+        others.
     cancel : CancelToken, optional
         Checked before every file and every batch.
+    out : path-like, optional
+        A result store folder (``*.parquet``, see :mod:`allnet_core.inference.store`):
+        results stream there as they finish, and a rerun skips the images it holds.
+    client : distributed.Client, optional
+        Run as Dask tasks on this cluster (see :mod:`allnet_core.inference.distributed`).
+    images_per_task : int, optional
+        Images per Dask task (with ``client``); default up to 8, fewer when that would
+        leave under 4 tasks per worker (see
+        :func:`~allnet_core.inference.distributed.run_on_cluster`).
 
     Returns
     -------
@@ -134,134 +163,81 @@ def classify_images(classifier, inputs, *, mode: str = "auto", tta: bool = False
     ImageReadError
         For an unreadable file without ``skip_bad`` (the message says which file of how
         many).
-    OutputError
-        ``gradcam_dir`` is a file or cannot be written (checked before any work).
 
     Examples
     --------
     >>> clf = Classifier.load("runs/demo")  # doctest: +SKIP
     >>> result = classify_images(clf, ["smears/"], gradcam_dir="cams")  # doctest: +SKIP
     >>> cells, per_image, per_subject, problems = result  # doctest: +SKIP
+    >>> with LocalCluster(n_workers=2) as cluster, Client(cluster) as client:  # doctest: +SKIP
+    ...     result = classify_images("model.keras", ["smears/"], client=client,
+    ...                              out="cells.parquet")
     """
-    from allnet_core.io import check_output_dir, read_rgb
-
     check_choice(mode, MODES, "mode")
     if not 0.0 <= threshold <= 1.0:
         raise ConfigError(f"threshold must be in [0, 1], got {threshold}")
-    if gradcam_dir is not None:
-        check_output_dir(gradcam_dir, "gradcam_dir")  # before the work
     files = find_image_files(inputs)
-    run = _BatchRun(classifier, tta=tta, batch_size=check_batch_size(batch_size),
-                    threshold=threshold, cancel=cancel,
-                    gradcam_dir=None if gradcam_dir is None else Path(gradcam_dir))
+    options = {"mode": mode, "tta": tta, "batch_size": check_batch_size(batch_size),
+               "threshold": threshold}
+    gradcam_dir = None if gradcam_dir is None else Path(gradcam_dir)
+    if gradcam_dir is not None:
+        from allnet_core.io import check_output_dir
+
+        check_output_dir(gradcam_dir, "gradcam_dir")  # before the work
+    if client is None and out is None:
+        return _in_memory(_loaded(classifier), files, options, gradcam_dir, skip_bad,
+                          progress, cancel)
+    from allnet_core.inference.screening import screen
+
+    return screen(classifier, files, options, out=out, client=client,
+                  gradcam_dir=gradcam_dir, skip_bad=skip_bad, progress=progress,
+                  cancel=cancel, images_per_task=images_per_task)
+
+
+def _loaded(classifier):
+    """A :class:`Classifier`, loaded from a path when given one."""
+    if isinstance(classifier, str | os.PathLike):
+        from allnet_core.inference.classifier import Classifier
+
+        return Classifier.load(classifier)
+    return classifier
+
+
+def _in_memory(clf, files: list[Path], options: dict, gradcam_dir: Path | None,
+               skip_bad: bool, progress, cancel) -> BatchResult:
+    """Every file in this process, results kept in memory."""
+    run = BatchRun(clf, gradcam_dir=gradcam_dir, cancel=cancel, **options)
+    names = gradcam_names(files)
+    problems: list[str] = []
     emit(progress, "start", total=len(files))
     for i, path in enumerate(files):
         check_cancel(cancel, "classification")
         try:
-            rgb = read_rgb(path)
-            labels, crops, table, used = image_cells(rgb, mode=mode)
+            run.add_file(path, gradcam_name=names[i])
         except ImageReadError as exc:
             if not skip_bad:
                 raise ImageReadError(
                     exc.path, f"{exc.problem} (stopped at file {i + 1} of {len(files)})"
                 ) from exc
-            run.problems.append(str(exc))
+            problems.append(str(exc))
             emit(progress, "file", done=i + 1, total=len(files), path=str(path), skipped=True)
             continue
-        run.add(path, rgb, labels, crops, table, used)
         emit(progress, "file", done=i + 1, total=len(files), path=str(path), skipped=False)
     run.flush()
-    result = run.result()
+    cells, per_image = run.tables_result()
+    result = make_result(cells, per_image, problems, run.gradcam_files)
     emit(progress, "done", images=len(result.per_image), cells=len(result.cells),
          skipped=len(result.problems))
     return result
 
 
-def subject_of(path: str | os.PathLike) -> str:
-    """The subject of a C-NMC cell file name (lower case), else ``""``."""
-    from allnet_core.datasets import parse_cnmc_name
-
-    info = parse_cnmc_name(Path(path).name)
-    return info["subject"] if info else ""
-
-
-class _BatchRun:
-    """Cells read from files but not yet classified, pooled across files into batches,
-    and the tables of the files already classified."""
-
-    def __init__(self, classifier, *, tta: bool, batch_size: int, threshold: float,
-                 gradcam_dir: Path | None, cancel):
-        self.clf = classifier
-        self.tta, self.batch_size, self.threshold = tta, batch_size, threshold
-        self.gradcam_dir, self.cancel = gradcam_dir, cancel
-        self.pending: list[tuple] = []
-        self.n_pending = 0
-        self.tables: list = []
-        self.per_image: list[dict] = []
-        self.problems: list[str] = []
-        self.gradcam_files: list[Path] = []
-        self._names: set[str] = set()
-
-    def add(self, path: Path, rgb, labels, crops, table, mode: str) -> None:
-        """Queue one image's cells; classify the queue once it fills a batch."""
-        if self.gradcam_dir is None:  # keep the image in memory only for Grad-CAM
-            rgb = labels = None
-        self.pending.append((path, rgb, labels, crops, table, mode))
-        self.n_pending += len(crops)
-        if self.n_pending >= self.batch_size:
-            self.flush()
-
-    def flush(self) -> None:
-        """Classify every queued cell, in full batches across files."""
-        if not self.pending:
-            return
-        crops = [c for item in self.pending for c in item[3]]
-        probs = self.clf.predict_proba(crops, batch_size=self.batch_size, tta=self.tta,
-                                       cancel=self.cancel)
-        start = 0
-        for path, rgb, labels, item_crops, table, mode in self.pending:
-            p = probs[start:start + len(item_crops)]
-            start += len(item_crops)
-            t = self.clf.cell_table(table, p, threshold=self.threshold)
-            subject = subject_of(path)
-            t.insert(0, "mode", mode)
-            t.insert(0, "subject", subject)
-            t.insert(0, "source", str(path))
-            self.tables.append(t)
-            positive = self.clf.class_names[self.clf.positive_index]
-            self.per_image.append({"source": str(path), "subject": subject, "mode": mode,
-                                   "cells": len(t), "ALL": int((t["class"] == positive).sum())})
-            if self.gradcam_dir is not None:
-                self._write_gradcam(path, rgb, labels, item_crops, t, mode)
-        self.pending.clear()
-        self.n_pending = 0
-
-    def _write_gradcam(self, path: Path, rgb, labels, crops, table, mode: str) -> None:
-        """Write ``<dir>/<name>_gradcam.png``: the image with its Grad-CAM overlaid, the
-        cells outlined with their calls, and a colour bar."""
-        from allnet_core.inference.gradcam import write_gradcam_png
-
-        _, field_map = self.clf.image_gradcam(crops, table, labels, mode,
-                                              batch_size=self.batch_size, cancel=self.cancel)
-        name = f"{path.stem}_gradcam.png"
-        k = 1
-        while name in self._names:  # two inputs with the same file name in different folders
-            k += 1
-            name = f"{path.stem}_{k}_gradcam.png"
-        self._names.add(name)
-        self.gradcam_files.append(
-            write_gradcam_png(self.gradcam_dir / name, rgb, field_map, labels, table))
-
-    def result(self) -> BatchResult:
-        import pandas as pd
-
-        cells = (pd.concat(self.tables, ignore_index=True) if self.tables
-                 else pd.DataFrame({c: [] for c in BATCH_COLUMNS}))
-        cells = cells[BATCH_COLUMNS + [c for c in cells.columns if c not in BATCH_COLUMNS]]
-        per_image = pd.DataFrame(self.per_image,
-                                 columns=["source", "subject", "mode", "cells", "ALL"])
-        with_subject = per_image[per_image["subject"] != ""]
-        per_subject = (with_subject.groupby("subject", sort=True)[["cells", "ALL"]].sum()
-                       .reset_index())
-        return BatchResult(cells=cells, per_image=per_image, per_subject=per_subject,
-                           problems=list(self.problems), gradcam_files=list(self.gradcam_files))
+def make_result(cells, per_image, problems: list[str], gradcam_files=()) -> BatchResult:
+    """A :class:`BatchResult` with the per-subject summary of ``per_image``."""
+    cells = cells[BATCH_COLUMNS + [c for c in cells.columns if c not in BATCH_COLUMNS]]
+    per_image = per_image[PER_IMAGE_COLUMNS].reset_index(drop=True)
+    with_subject = per_image[per_image["subject"] != ""]
+    per_subject = (with_subject.groupby("subject", sort=True)[["cells", "ALL"]].sum()
+                   .reset_index())
+    return BatchResult(cells=cells.reset_index(drop=True), per_image=per_image,
+                       per_subject=per_subject, problems=list(problems),
+                       gradcam_files=list(gradcam_files))

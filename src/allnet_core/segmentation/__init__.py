@@ -59,6 +59,8 @@ The package, one job per module:
 - :mod:`~allnet_core.segmentation.labels`: masks and instance labels by any method;
 - :mod:`~allnet_core.segmentation.cells`: the cell table, the crop geometry and the crops;
 - :mod:`~allnet_core.segmentation.status`: :class:`SegmentationWarning` and its reasons;
+- :mod:`~allnet_core.segmentation.tiled`: images too large for memory, segmented in tiles
+  with overlap, each cell owned by the one tile whose core holds its centroid;
 - private modules, in the order the auto method runs them: ``_params`` (its parameters),
   ``_scale`` (red-cell size, reduction factor, area floor), ``_thresholds``, ``_nuclei``,
   ``_reject`` (candidates that are not white cells), ``_cytoplasm``, ``_split``,
@@ -84,6 +86,12 @@ from allnet_core.segmentation.status import (
     STAIN_NOT_RECOGNISED,
     SegmentationWarning,
 )
+from allnet_core.segmentation.tiled import (
+    TiledLabels,
+    label_cells_tiled,
+    tile_overlap,
+    tiled_cell_crops,
+)
 
 __all__ = [
     "CELL_COLUMNS",
@@ -92,14 +100,18 @@ __all__ = [
     "STAIN_NOT_RECOGNISED",
     "AutoParams",
     "CropGeometry",
+    "TiledLabels",
     "cell_table",
     "crop_geometry",
     "empty_cell_table",
     "extract_cells",
     "label_cells",
+    "label_cells_tiled",
     "saturation",
     "SegmentationWarning",
     "segment_paper",
     "segment_wbc",
+    "tile_overlap",
+    "tiled_cell_crops",
     "whole_cell",
 ]

@@ -17,7 +17,8 @@ from allnet_core.errors import ConfigError, ImageReadError
 from allnet_core.progress import CancelToken, check_cancel
 
 __all__ = ["MODES", "Handler", "ModelCache", "choice", "classify", "classify_files",
-           "device_info", "flag", "fraction", "handlers", "positive_int", "required", "train"]
+           "classify_large_job", "device_info", "flag", "fraction", "handlers", "positive_int",
+           "required", "train"]
 
 #: Values of a ``classify`` request's ``mode``.
 MODES = ("auto", "cells", "smear")
@@ -77,6 +78,7 @@ def classify(request, progress, cancel, *, models: ModelCache) -> dict[str, Any]
     import numpy as np
 
     from allnet_core.io import check_output_dir, read_rgb, write_csv, write_tiff
+    from allnet_core.io_lazy import is_large_image
 
     if "image_paths" in request:
         return classify_files(request, progress, cancel, models=models)
@@ -90,6 +92,8 @@ def classify(request, progress, cancel, *, models: ModelCache) -> dict[str, Any]
         kwargs["batch_size"] = positive_int(request, "batch_size")
     if request.get("mode") is not None:
         kwargs["mode"] = choice(request, "mode", MODES)
+    if not request.get("labels_path") and is_large_image(image_path):
+        return classify_large_job(request, progress, cancel, models=models)
     rgb = read_rgb(image_path)
     kwargs["labels"] = _read_labels(request, rgb.shape[:2], image_path)
     progress({"kind": "stage", "stage": "loading model", "model": model})
@@ -110,6 +114,28 @@ def classify(request, progress, cancel, *, models: ModelCache) -> dict[str, Any]
         "heatmap_path": None if heatmap_path is None else str(heatmap_path),
         "n_cells": len(res.table),
     }
+
+
+def classify_large_job(request, progress, cancel, *, models: ModelCache) -> dict[str, Any]:
+    """A ``classify`` job on an image too large for memory (a ``.zarr`` folder, say):
+    segmented in tiles, labels written as ``out_dir/labels.zarr`` (chunked), no Grad-CAM.
+    See :func:`allnet_core.inference.classify_large`."""
+    from allnet_core.inference import classify_large
+    from allnet_core.io import write_csv
+    from allnet_core.model.predict import DEFAULT_BATCH
+
+    out_dir = Path(request["out_dir"])
+    progress({"kind": "stage", "stage": "loading model", "model": request["model"]})
+    classifier = models.load(request["model"])
+    progress({"kind": "stage", "stage": "segmenting in tiles"})
+    res = classify_large(classifier, request["image_path"], labels_dir=out_dir, name="labels",
+                         tta=flag(request, "tta"),
+                         batch_size=(positive_int(request, "batch_size")
+                                     if request.get("batch_size") is not None else DEFAULT_BATCH),
+                         progress=progress, cancel=cancel)
+    return {"labels_path": str(res.labels_path),
+            "table_path": str(write_csv(out_dir / "cells.csv", res.table)),
+            "heatmap_path": None, "n_cells": len(res.table)}
 
 
 def classify_files(request, progress, cancel, *, models: ModelCache) -> dict[str, Any]:

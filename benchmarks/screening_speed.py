@@ -1,0 +1,144 @@
+"""Throughput of screening many BCCD fields: a local Dask cluster against one process.
+
+What ``allnet classify`` runs (:func:`allnet_core.inference.classify_images` streaming into
+a result store), on ``--n`` BCCD smear fields (default 240), measured in one run:
+
+* one process (the default path), the model loaded and warm;
+* a ``LocalCluster`` of ``--workers`` processes (default 2), each worker's model loaded
+  once and warm, with the default images per task and with one image per task: images/s
+  and the ratio to one process (goal >= 1.7x with 2 workers on 2 cores);
+* start-up costs paid once per run: the cluster, the model on every worker;
+* Dask's per-task overhead: the round trip of an empty task through the same
+  ``submit``/``as_completed`` loop, and the CPU time that this process (client, scheduler,
+  result store) spends per one-image task, against the per-image work of one process.
+
+The model is an untrained ALLNet at ``--size`` (450, the paper's input, by default; weights
+do not change the speed). The machine's load average is printed before and after: other
+jobs on the same cores change the wall-clock figures (with no idle core, a second worker
+has nothing to run on); the CPU time per image, of one process and of the workers plus
+the client, is much less disturbed by them, and so is the number of cores one process
+keeps busy.
+
+Usage::
+
+    ALLNET_DATA_DIR=/path/to/data python benchmarks/screening_speed.py [--n 240] [--size 450]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+
+def _model(size: int, folder: Path) -> Path:
+    from allnet_core.backend import get_keras
+    from allnet_core.model import build_allnet
+
+    get_keras().utils.set_random_seed(0)
+    path = folder / f"allnet_{size}.keras"
+    build_allnet(input_shape=(size, size, 3)).save(path)
+    return path
+
+
+def _noop(x):
+    return x
+
+
+def _task_overhead(client, n: int = 400) -> float:
+    """Seconds per empty task through submit + as_completed + result."""
+    from distributed import as_completed
+
+    t0 = time.perf_counter()
+    futures = [client.submit(_noop, i, pure=False) for i in range(n)]
+    for f in as_completed(futures):
+        f.result()
+    return (time.perf_counter() - t0) / n
+
+
+def _cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _workers_cpu(client) -> float:
+    """CPU seconds used so far by all worker processes together."""
+    return float(sum(client.run(_cpu_seconds).values()))
+
+
+def _timed(fn) -> tuple[float, float]:
+    """Wall seconds and this process's CPU seconds of ``fn()``."""
+    w, c = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - w, time.process_time() - c
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=240)
+    parser.add_argument("--size", type=int, default=450)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    root = os.environ.get("ALLNET_DATA_DIR")
+    if not root:
+        raise SystemExit("set ALLNET_DATA_DIR (BCCD fields are needed)")
+    fields = sorted((Path(root) / "bccd" / "JPEGImages").glob("*.jpg"))
+    if len(fields) < args.n + 8:
+        raise SystemExit(f"only {len(fields)} BCCD fields")
+    warm, files = fields[-8:], fields[:args.n]
+
+    from distributed import Client
+
+    from allnet_core.inference import Classifier, classify_images
+    from allnet_core.inference.distributed import IMAGES_PER_TASK, local_cluster
+
+    tmp = Path(tempfile.mkdtemp(prefix="allnet-bench-"))
+    n = len(files)
+    print(f"{n} BCCD fields, ALLNet at {args.size}x{args.size}; load average before: "
+          f"{os.getloadavg()}, cores: {os.cpu_count()}")
+    try:
+        model = _model(args.size, tmp)
+        clf = Classifier.load(model)
+        classify_images(clf, warm, out=tmp / "warm1.parquet")
+        wall, cpu = _timed(lambda: classify_images(clf, files, out=tmp / "one.parquet"))
+        one, one_cpu = n / wall, cpu / n
+        print(f"one process:              {one:6.2f} images/s  ({1e3 / one:.0f} ms per image); "
+              f"CPU {1e3 * one_cpu:.0f} ms per image, {cpu / wall:.2f} cores busy on average")
+        t0 = time.perf_counter()
+        with local_cluster(args.workers) as cluster, Client(cluster) as client:
+            t_cluster = time.perf_counter() - t0
+            t_load, _ = _timed(lambda: classify_images(model, warm, client=client,
+                                                       out=tmp / "warm2.parquet"))
+            rates = {}
+            for k in (None, 1):
+                before = _workers_cpu(client)
+                wall, cpu = _timed(lambda k=k: classify_images(
+                    model, files, client=client, out=tmp / f"many{k}.parquet",
+                    images_per_task=k))
+                workers = (_workers_cpu(client) - before) / n
+                rates[k] = (n / wall, cpu / n)
+                label = (f"default ({min(IMAGES_PER_TASK, n // (4 * args.workers)) or 1})"
+                         if k is None else str(k))
+                print(f"{args.workers} Dask workers, {label:>11} images/task: {n / wall:6.2f} "
+                      f"images/s  ratio {n / wall / one:.2f}x (goal >= 1.7x with 2 workers); "
+                      f"CPU per image: workers {1e3 * workers:.0f} ms + client and scheduler "
+                      f"{1e3 * cpu / n:.0f} ms")
+            empty = _task_overhead(client)
+        print(f"start-up, once per run: cluster {t_cluster:.1f} s; the model on every worker "
+              f"and the first {len(warm)} images {t_load:.1f} s")
+        per_task = rates[1][1]
+        print(f"Dask per-task overhead: an empty task's round trip {empty * 1e3:.1f} ms; "
+              f"client+scheduler CPU per one-image task {per_task * 1e3:.0f} ms = "
+              f"{per_task * one:.0%} of the per-image work ({1e3 / one:.0f} ms in one process)")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"load average after:  {os.getloadavg()}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
