@@ -85,8 +85,9 @@ def _unique_stems(paths: list[Path]) -> list[str]:
     return out
 
 
-def _segment_one(path: Path, stem: str, out: Path, args: argparse.Namespace) -> tuple[str, int]:
-    """Segment one image and write its files; ``(summary line, cells)``."""
+def _segment_one(path: Path, stem: str, out: Path,
+                 args: argparse.Namespace) -> tuple[str, int, bool]:
+    """Segment one image and write its files; ``(summary line, cells, in tiles)``."""
     import numpy as np
 
     from allnet_core.io import read_rgb, write_image, write_tiff
@@ -95,19 +96,19 @@ def _segment_one(path: Path, stem: str, out: Path, args: argparse.Namespace) -> 
 
     if args.method != "paper" and (args.tile is not None or is_large_image(path)):
         n = _segment_tiled(path, stem, out, args)
-        return f"{path.name}: {n} cells (in tiles)", n
+        return f"{path.name}: {n} cells (in tiles)", n, True
     rgb = read_rgb(path)
     if args.method == "paper":
         mask, segmented = segment_paper(rgb)
         write_image(out / f"{stem}_mask.png", mask.astype(np.uint8) * 255)
         write_image(out / f"{stem}_segmented.png", segmented)
-        return f"{path.name}: {mask.mean():.1%} of pixels selected", 0
+        return f"{path.name}: {mask.mean():.1%} of pixels selected", 0, False
     labels = label_cells(rgb, method=args.method)
     crops, table = extract_cells(rgb, labels, size=args.size)
     names = _write_crops(out, stem, crops, table["label"], args.crop_format)
     _write_table(out, stem, path, table, names)
     write_tiff(out / f"{stem}_labels.tif", labels)
-    return f"{path.name}: {len(table)} cells", len(table)
+    return f"{path.name}: {len(table)} cells", len(table), False
 
 
 def _write_crops(out: Path, stem: str, crops, labels, crop_format: str) -> list[str]:
@@ -156,7 +157,7 @@ def _segment_tiled(path: Path, stem: str, out: Path, args: argparse.Namespace) -
 
 
 def _segment_with_notes(path: Path, stem: str, out: Path,
-                        args: argparse.Namespace) -> tuple[str, int]:
+                        args: argparse.Namespace) -> tuple[str, int, bool]:
     """:func:`_segment_one`, with what segmentation could not do (stain not recognised, the
     paper rule selecting nothing: :class:`SegmentationWarning`) on the image's line."""
     import warnings
@@ -165,9 +166,9 @@ def _segment_with_notes(path: Path, stem: str, out: Path,
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SegmentationWarning)
-        summary, cells = _segment_one(path, stem, out, args)
+        summary, cells, tiled = _segment_one(path, stem, out, args)
     notes = [str(w.message) for w in caught if issubclass(w.category, SegmentationWarning)]
-    return (summary + " (" + "; ".join(notes) + ")" if notes else summary), cells
+    return (summary + " (" + "; ".join(notes) + ")" if notes else summary), cells, tiled
 
 
 def run(args: argparse.Namespace) -> int:
@@ -192,19 +193,19 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
 
     bar = None if args.quiet else ProgressBar(len(files), "segment")
-    total, problems = 0, []
+    total, tiled, problems = 0, 0, []
     try:
         for i, (path, stem) in enumerate(zip(files, _unique_stems(files), strict=True)):
             try:
-                summary, cells = _segment_with_notes(path, stem, out, args)
+                summary, cells, in_tiles = _segment_with_notes(path, stem, out, args)
             except ImageReadError as exc:
                 if not args.skip_bad:
                     raise ImageReadError(exc.path, f"{exc.problem}\n(stopped at file {i + 1} of "
                                          f"{len(files)}; use --skip-bad to report unreadable "
                                          "images and go on)") from exc
                 problems.append(str(exc))
-                summary, cells = f"skipped {path.name}", 0
-            total += cells
+                summary, cells, in_tiles = f"skipped {path.name}", 0, False
+            total, tiled = total + cells, tiled + in_tiles
             if bar is not None:
                 bar.update(i + 1, summary)
     finally:
@@ -216,5 +217,6 @@ def run(args: argparse.Namespace) -> int:
     what = f"{total} cells from {done} images" if args.method != "paper" else \
         f"paper masks of {done} images"
     skipped = f"; {len(problems)} unreadable file(s) skipped" if problems else ""
+    skipped += f"; {tiled} image(s) segmented in tiles" if tiled else ""
     print(f"{what} written to {out}{skipped}")
     return 0
