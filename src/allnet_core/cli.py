@@ -50,14 +50,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     args = parser.parse_args(argv)
+    code = 0
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a reader gone before the last buffered line: caught here
+        return code
     except AllnetError as exc:
         print(f"allnet: error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:
         _silence_stdout()
-        return 0
+        return code
     except OSError as exc:
         print(f"allnet: error: {describe_os_error(exc)}", file=sys.stderr)
         return 2
