@@ -94,7 +94,7 @@ def main() -> int:
     from distributed import Client
 
     from allnet_core.inference import Classifier, classify_images
-    from allnet_core.inference.distributed import IMAGES_PER_TASK, local_cluster
+    from allnet_core.inference.distributed import local_cluster, task_size
 
     tmp = Path(tempfile.mkdtemp(prefix="allnet-bench-"))
     n = len(files)
@@ -121,8 +121,7 @@ def main() -> int:
                     images_per_task=k))
                 workers = (_workers_cpu(client) - before) / n
                 rates[k] = (n / wall, cpu / n)
-                label = (f"default ({min(IMAGES_PER_TASK, n // (4 * args.workers)) or 1})"
-                         if k is None else str(k))
+                label = f"default ({task_size(n, args.workers, 16)})" if k is None else str(k)
                 print(f"{args.workers} Dask workers, {label:>11} images/task: {n / wall:6.2f} "
                       f"images/s  ratio {n / wall / one:.2f}x (goal >= 1.7x with 2 workers); "
                       f"CPU per image: workers {1e3 * workers:.0f} ms + client and scheduler "

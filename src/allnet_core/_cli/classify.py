@@ -58,8 +58,8 @@ def register(subparsers) -> None:
                        help="run on a running dask.distributed cluster, e.g. "
                        "tcp://10.0.0.5:8786 (its workers must see the images and the model)")
     p.add_argument("--images-per-task", type=int, default=None, metavar="K",
-                   help="images per Dask task with --workers/--scheduler (default: up to 8, "
-                   "fewer when that leaves under 4 tasks per worker)")
+                   help="images per Dask task with --workers/--scheduler (default: the batch "
+                   "size, fewer when that leaves under 4 tasks per worker thread)")
     p.set_defaults(func=run_classify)
 
 

@@ -150,7 +150,7 @@ def classify_images(classifier, inputs, *, mode: str = "auto", tta: bool = False
     client : distributed.Client, optional
         Run as Dask tasks on this cluster (see :mod:`allnet_core.inference.distributed`).
     images_per_task : int, optional
-        Images per Dask task (with ``client``); default up to 8, fewer when that would
+        Images per Dask task (with ``client``); default ``batch_size``, fewer when that would
         leave under 4 tasks per worker (see
         :func:`~allnet_core.inference.distributed.run_on_cluster`).
 
