@@ -19,6 +19,9 @@ has nothing to run on); the CPU time per image, of one process and of the worker
 the client, is much less disturbed by them, and so is the number of cores one process
 keeps busy.
 
+One process and the cluster run alternately, ``--rounds`` times (2), each on fresh result
+stores, and the median ratio is reported.
+
 Usage::
 
     ALLNET_DATA_DIR=/path/to/data python benchmarks/screening_speed.py [--n 240] [--size 450]
@@ -30,6 +33,7 @@ import argparse
 import os
 import resource
 import shutil
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -77,11 +81,31 @@ def _timed(fn) -> tuple[float, float]:
     return time.perf_counter() - w, time.process_time() - c
 
 
+def _one_process(clf, files, store) -> tuple[float, float, float]:
+    """images/s, CPU seconds per image and cores busy of one process."""
+    from allnet_core.inference import classify_images
+
+    wall, cpu = _timed(lambda: classify_images(clf, files, out=store))
+    return len(files) / wall, cpu / len(files), cpu / wall
+
+
+def _cluster(client, model, files, store, k) -> tuple[float, float, float]:
+    """images/s, workers' and this process's CPU seconds per image on the cluster."""
+    from allnet_core.inference import classify_images
+
+    before = _workers_cpu(client)
+    wall, cpu = _timed(lambda: classify_images(model, files, client=client, out=store,
+                                               images_per_task=k))
+    n = len(files)
+    return n / wall, (_workers_cpu(client) - before) / n, cpu / n
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=240)
     parser.add_argument("--size", type=int, default=450)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     root = os.environ.get("ALLNET_DATA_DIR")
     if not root:
@@ -104,35 +128,33 @@ def main() -> int:
         model = _model(args.size, tmp)
         clf = Classifier.load(model)
         classify_images(clf, warm, out=tmp / "warm1.parquet")
-        wall, cpu = _timed(lambda: classify_images(clf, files, out=tmp / "one.parquet"))
-        one, one_cpu = n / wall, cpu / n
-        print(f"one process:              {one:6.2f} images/s  ({1e3 / one:.0f} ms per image); "
-              f"CPU {1e3 * one_cpu:.0f} ms per image, {cpu / wall:.2f} cores busy on average")
         t0 = time.perf_counter()
         with local_cluster(args.workers) as cluster, Client(cluster) as client:
             t_cluster = time.perf_counter() - t0
             t_load, _ = _timed(lambda: classify_images(model, warm, client=client,
                                                        out=tmp / "warm2.parquet"))
-            rates = {}
-            for k in (None, 1):
-                before = _workers_cpu(client)
-                wall, cpu = _timed(lambda k=k: classify_images(
-                    model, files, client=client, out=tmp / f"many{k}.parquet",
-                    images_per_task=k))
-                workers = (_workers_cpu(client) - before) / n
-                rates[k] = (n / wall, cpu / n)
-                label = f"default ({task_size(n, args.workers, 16)})" if k is None else str(k)
-                print(f"{args.workers} Dask workers, {label:>11} images/task: {n / wall:6.2f} "
-                      f"images/s  ratio {n / wall / one:.2f}x (goal >= 1.7x with 2 workers); "
-                      f"CPU per image: workers {1e3 * workers:.0f} ms + client and scheduler "
-                      f"{1e3 * cpu / n:.0f} ms")
+            ratios = []
+            for r in range(args.rounds):  # interleaved: drifting load hits both alike
+                one, one_cpu, busy = _one_process(clf, files, tmp / f"one{r}.parquet")
+                many, workers, client_cpu = _cluster(client, model, files,
+                                                     tmp / f"many{r}.parquet", None)
+                ratios.append(many / one)
+                print(f"round {r + 1}: one process {one:6.2f} images/s (CPU {1e3 * one_cpu:.0f} "
+                      f"ms per image, {busy:.2f} cores busy); {args.workers} workers "
+                      f"({task_size(n, args.workers, 16)} images/task) {many:6.2f} images/s "
+                      f"(CPU {1e3 * workers:.0f} ms workers + {1e3 * client_cpu:.0f} ms client "
+                      f"and scheduler per image): ratio {many / one:.2f}x; "
+                      f"load {os.getloadavg()[0]:.1f}")
+            single, _, client_one = _cluster(client, model, files, tmp / "single.parquet", 1)
             empty = _task_overhead(client)
+        print(f"median ratio {statistics.median(ratios):.2f}x (goal >= 1.7x with 2 workers)")
+        print(f"one image per task: {single:.2f} images/s ({single / one:.2f}x the last "
+              "one-process round)")
         print(f"start-up, once per run: cluster {t_cluster:.1f} s; the model on every worker "
               f"and the first {len(warm)} images {t_load:.1f} s")
-        per_task = rates[1][1]
         print(f"Dask per-task overhead: an empty task's round trip {empty * 1e3:.1f} ms; "
-              f"client+scheduler CPU per one-image task {per_task * 1e3:.0f} ms = "
-              f"{per_task * one:.0%} of the per-image work ({1e3 / one:.0f} ms in one process)")
+              f"client+scheduler CPU per one-image task {client_one * 1e3:.0f} ms = "
+              f"{client_one * one:.0%} of the per-image work ({1e3 / one:.0f} ms in one process)")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"load average after:  {os.getloadavg()}")
