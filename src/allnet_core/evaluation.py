@@ -1,4 +1,9 @@
-"""Scoring a trained ALLNet model on a labelled dataset (``allnet evaluate``)."""
+"""Scoring a trained ALLNet model on a labelled dataset (``allnet evaluate``).
+
+A dataset of one class is scored too: a set of healthy cells alone measures specificity,
+a set of blasts alone recall. Metrics that need both classes (MCC, ROC AUC) are then
+undefined, and the report says why (:func:`allnet_core.metrics.undefined_reasons`).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from allnet_core.classes import CLASS_NAMES, NEGATIVE_CLASS, POSITIVE_CLASS
+from allnet_core.classes import CLASS_NAMES
 from allnet_core.errors import ModelError
 from allnet_core.model.files import find_model_file
 from allnet_core.progress import CancelLike, ProgressCallback, check_cancel, emit
@@ -27,7 +32,8 @@ class EvaluationResult:
     metrics : dict
         From :func:`allnet_core.metrics.binary_metrics`.
     predictions : pandas.DataFrame
-        ``path``, ``subject``, ``label``, ``p_all``, ``predicted`` per image.
+        One row per image, :func:`allnet_core.metrics.prediction_table`: ``source``,
+        ``subject``, ``true_class``, ``class`` (the call), ``p_all``.
     per_subject : pandas.DataFrame
         From :func:`allnet_core.metrics.per_subject_summary`.
     report : pathlib.Path or None
@@ -56,6 +62,7 @@ def evaluate(
     threshold: float = 0.5,
     progress: ProgressCallback | None = None,
     cancel: CancelLike | None = None,
+    classes=None,
 ) -> EvaluationResult:
     """Score a model on every image of a labelled dataset.
 
@@ -68,7 +75,7 @@ def evaluate(
         names (a ``config.json`` beside the model or in its run folder) give to ALL.
     dataset : path-like or pandas.DataFrame
         A dataset folder (see :func:`allnet_core.datasets.discover`) or a table with
-        ``path``, ``label``, ``subject``.
+        ``path``, ``label``, ``subject``. One class only is allowed.
     out_dir : path-like, optional
         Where to write ``metrics.json``, ``predictions.csv``, ``per_subject.csv``,
         ``confusion.png`` and ``report.md``.
@@ -79,6 +86,9 @@ def evaluate(
     progress, cancel
         Progress events (``evaluate_start``, ``evaluate_batch``, ``evaluate_end``) and a
         cancel token checked between batches.
+    classes : mapping or str, optional
+        Class folder names beyond the built-in ones for a dataset folder, e.g.
+        ``"blast=ALL,normal=HEM"`` (see :func:`allnet_core.datasets.parse_class_map`).
 
     Returns
     -------
@@ -89,16 +99,21 @@ def evaluate(
     ModelError
         For a model that :func:`allnet_core.model.load_model` refuses, one whose classes
         are not ALL and HEM, or one whose input is not square.
+    OutputError
+        ``out_dir`` is a file or cannot be written (checked before any work).
     """
     from allnet_core.datasets.table import as_table
     from allnet_core.feed import TrainingFeed
-    from allnet_core.metrics import binary_metrics, per_subject_summary
+    from allnet_core.io import check_output_dir
+    from allnet_core.metrics import binary_metrics, per_subject_summary, prediction_table
     from allnet_core.model.predict import Predictor
     from allnet_core.report import write_evaluation_report
 
+    if out_dir is not None:
+        check_output_dir(out_dir)  # a file, a read-only folder: refused before the work
     loaded = _load_binary_model(model_or_run)
     path, size = loaded.path, loaded.input_size[0]
-    table, _ = as_table(dataset)
+    table, _ = as_table(dataset, classes=classes, require_both_classes=False)
     emit(progress, "evaluate_start", model=str(path), n=len(table), input_size=size)
     feed = TrainingFeed(table["path"].tolist(), table["label"].tolist(), plan=None,
                         batch_size=batch_size, input_size=size, augmenter=None,
@@ -112,8 +127,7 @@ def evaluate(
         emit(progress, "evaluate_batch", batch=i + 1, batches=len(feed))
     p = np.concatenate(probs)[: len(table)] if probs else np.zeros(0)
     metrics = binary_metrics(table["label"].to_numpy(), p, threshold=threshold)
-    predictions = table[["path", "subject", "label"]].assign(
-        p_all=p, predicted=np.where(p >= threshold, POSITIVE_CLASS, NEGATIVE_CLASS))
+    predictions = prediction_table(table, p, threshold)
     per_subject = per_subject_summary(predictions, threshold=threshold)
     report = None
     if out_dir is not None:

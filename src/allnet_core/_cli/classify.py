@@ -20,12 +20,18 @@ from pathlib import Path
 
 def register(subparsers) -> None:
     """Add the ``classify`` command."""
+    from allnet_core._cli._help import HelpFormatter, examples
+
     p = subparsers.add_parser(
         "classify", help="classify the white cells of images (single cells or smear fields)",
         description="Classify every white blood cell of the given images as ALL or HEM and "
         "write one CSV row per cell. Single-cell images (a cell on a black background, like "
         "C-NMC's) are classified whole; smear fields are segmented first. A demo model trained "
-        "on synthetic data is not a diagnostic tool.")
+        "on synthetic data is not a diagnostic tool.",
+        formatter_class=HelpFormatter, epilog=examples(
+            "allnet classify runs/demo cells/ smear_01.jpg --out cells.csv",
+            "allnet classify runs/demo/fold_2/model.keras data/ --out cells.csv --skip-bad",
+            "allnet classify runs/demo smears/ --out cells.csv --tta --gradcam cams/"))
     p.add_argument("model", type=Path, help="a .keras model or a training run folder")
     p.add_argument("inputs", type=Path, nargs="+", metavar="INPUT",
                    help="image files or folders (searched recursively)")
@@ -62,7 +68,7 @@ def run_classify(args: argparse.Namespace) -> int:
     from allnet_core.errors import AllnetError, ConfigError, ImageReadError
     from allnet_core.inference import classify_images, find_image_files
     from allnet_core.inference.store import store_path
-    from allnet_core.io import write_csv
+    from allnet_core.io import check_output_dir, check_output_file, write_csv
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be a positive integer, got {args.batch_size}")
@@ -70,6 +76,9 @@ def run_classify(args: argparse.Namespace) -> int:
         raise ConfigError(f"--threshold must be in [0, 1], got {args.threshold}")
     if args.out.suffix.lower() != ".csv":
         raise ConfigError(f"--out {args.out}: give a .csv file name")
+    check_output_file(args.out)  # a folder, a read-only place: refused before the work
+    if args.gradcam is not None:
+        check_output_dir(args.gradcam, "--gradcam")
     for flag, value in (("--workers", args.workers), ("--images-per-task", args.images_per_task)):
         if value is not None and value < 1:
             raise ConfigError(f"{flag} must be a positive integer, got {value}")

@@ -16,7 +16,8 @@ The modules follow the data flow:
 - :mod:`~allnet_core.inference.classifier`: :class:`Classifier`, built on the one safe
   loader and the one predictor of :mod:`allnet_core.model`.
 - :mod:`~allnet_core.inference.gradcam`: Grad-CAM maps, placed back into the image with
-  :func:`gradcam_to_field`.
+  :func:`gradcam_to_field` and drawn with :func:`write_gradcam_png` (inferno overlay,
+  cell outlines, each cell's call and P(ALL), a colour bar).
 - :mod:`~allnet_core.inference.results`: :class:`ImageResult`.
 - :mod:`~allnet_core.inference.batch`: :func:`classify_images`, many image files in one
   run (batching across images, Grad-CAM overlays, per-image and per-subject summaries),
@@ -47,7 +48,14 @@ from allnet_core.inference.batch import (
 )
 from allnet_core.inference.cells import CELL_CROP_SIZE, MODES, image_cells, is_single_cell_image
 from allnet_core.inference.classifier import Classifier
-from allnet_core.inference.gradcam import GRADCAM_MIN_SIZE, gradcam_to_field, overlay_heatmap
+from allnet_core.inference.gradcam import (
+    GRADCAM_MIN_SIZE,
+    gradcam_figure,
+    gradcam_to_field,
+    outline_cells,
+    overlay_heatmap,
+    write_gradcam_png,
+)
 from allnet_core.inference.large import LargeImageResult, classify_large
 from allnet_core.inference.results import TABLE_COLUMNS, ImageResult
 from allnet_core.inference.store import ResultStore
@@ -75,9 +83,12 @@ __all__ = [
     "classify_large",
     "find_image_files",
     "find_model_file",
+    "gradcam_figure",
     "gradcam_to_field",
     "image_cells",
     "is_single_cell_image",
+    "outline_cells",
     "overlay_heatmap",
     "tta_transforms",
+    "write_gradcam_png",
 ]

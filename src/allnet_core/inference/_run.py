@@ -164,15 +164,15 @@ class BatchRun:
 
     def _write_gradcam(self, path: Path, name: str | None, rgb, labels, crops, table,
                        mode: str) -> None:
-        """Write ``<dir>/<name>``: the image with its Grad-CAM overlaid."""
-        from allnet_core.inference.gradcam import overlay_heatmap
-        from allnet_core.io import write_image
+        """Write ``<dir>/<name>``: the image with its Grad-CAM overlaid, the cells outlined
+        with their calls, and a colour bar."""
+        from allnet_core.inference.gradcam import write_gradcam_png
 
         _, field_map = self.clf.image_gradcam(crops, table, labels, mode,
                                               batch_size=self.batch_size, cancel=self.cancel)
         name = name or f"{path.stem}_gradcam.png"
         self.gradcam_files.append(
-            write_image(self.gradcam_dir / name, overlay_heatmap(rgb, field_map)))
+            write_gradcam_png(self.gradcam_dir / name, rgb, field_map, labels, table))
 
     def tables_result(self):
         """``(cells, per_image)`` of every image classified so far, errors left out."""

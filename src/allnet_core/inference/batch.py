@@ -180,6 +180,10 @@ def classify_images(classifier, inputs, *, mode: str = "auto", tta: bool = False
     options = {"mode": mode, "tta": tta, "batch_size": check_batch_size(batch_size),
                "threshold": threshold}
     gradcam_dir = None if gradcam_dir is None else Path(gradcam_dir)
+    if gradcam_dir is not None:
+        from allnet_core.io import check_output_dir
+
+        check_output_dir(gradcam_dir, "gradcam_dir")  # before the work
     if client is None and out is None:
         return _in_memory(_loaded(classifier), files, options, gradcam_dir, skip_bad,
                           progress, cancel)
@@ -213,7 +217,7 @@ def _in_memory(clf, files: list[Path], options: dict, gradcam_dir: Path | None,
         except ImageReadError as exc:
             if not skip_bad:
                 raise ImageReadError(
-                    exc.path, f"{exc.problem}\n(stopped at file {i + 1} of {len(files)})"
+                    exc.path, f"{exc.problem} (stopped at file {i + 1} of {len(files)})"
                 ) from exc
             problems.append(str(exc))
             emit(progress, "file", done=i + 1, total=len(files), path=str(path), skipped=True)

@@ -106,7 +106,7 @@ def _run_here(classifier, items: list[tuple], options: dict, *, store, gradcam_d
             if not skip_bad:
                 run.flush()  # keep what is finished: a rerun goes on from there
                 raise ImageReadError(
-                    exc.path, f"{exc.problem}\n(stopped at file {i + 1} of {len(items)})"
+                    exc.path, f"{exc.problem} (stopped at file {i + 1} of {len(items)})"
                 ) from exc
             run.add_error(Path(path), sha, exc.problem)
             emit(progress, "file", done=i + 1, total=len(items), path=path, skipped=True)

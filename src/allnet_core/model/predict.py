@@ -16,10 +16,11 @@ from collections.abc import Iterable
 import numpy as np
 
 from allnet_core.classes import POSITIVE_INDEX
-from allnet_core.errors import ConfigError
+from allnet_core.errors import ConfigError, ModelError
 from allnet_core.model.loading import LoadedModel
 
-__all__ = ["DEFAULT_BATCH", "Predictor", "check_batch_size", "predict_p_all"]
+__all__ = ["DEFAULT_BATCH", "Predictor", "check_batch_size", "check_probabilities",
+           "predict_p_all"]
 
 #: Images per forward pass unless the caller says otherwise.
 DEFAULT_BATCH = 16
@@ -44,6 +45,7 @@ class Predictor:
     """
 
     def __init__(self, model, positive_index: int | None = None):
+        self.source = getattr(model, "source", None) or getattr(model, "name", "the model")
         if isinstance(model, LoadedModel):
             if positive_index is None:
                 positive_index = model.positive_index
@@ -69,8 +71,9 @@ class Predictor:
             pad[:n] = x
             pad[n:] = 0
             x = pad
-        probs = self.model.predict_on_batch(x)
-        return np.asarray(probs, dtype=np.float32)[:n]
+        probs = np.asarray(self.model.predict_on_batch(x), dtype=np.float32)[:n]
+        check_probabilities(probs, self.source)
+        return probs
 
     def proba(self, x: np.ndarray, batch_size: int = DEFAULT_BATCH) -> np.ndarray:
         """Class probabilities ``(N, n_classes)`` float32 of an ``(N, H, W, 3)`` input."""
@@ -135,6 +138,20 @@ def padded_size(n: int, batch_size: int) -> int:
     while size < n:
         size *= 2
     return min(size, batch_size)
+
+
+def check_probabilities(probs: np.ndarray, source: str = "the model") -> None:
+    """Raise :class:`ModelError` unless every value of ``probs`` is a probability: finite
+    and within [0, 1] (a little float rounding allowed)."""
+    if probs.size == 0:
+        return
+    if not np.isfinite(probs).all():
+        raise ModelError(f"{source}: the model's outputs hold NaN or infinite values (its "
+                         "weights are broken, e.g. training diverged: retrain with a lower lr)")
+    lo, hi = float(probs.min()), float(probs.max())
+    if lo < -1e-3 or hi > 1 + 1e-3:
+        raise ModelError(f"{source}: the model's outputs range from {lo:.4g} to {hi:.4g}, so "
+                         "they are not probabilities; the model needs a softmax output layer")
 
 
 def check_batch_size(batch_size) -> int:
