@@ -1,13 +1,13 @@
-"""Nucleus candidates that are not white cells: weak colour, red cells in disguise.
+"""Nucleus candidates that are not white cells: faint colour, loose scatters, red cells.
 
-Two checks on the candidates that survive the size rules of :mod:`._nuclei`:
-
-* each candidate must *stand out*: its mean nucleus feature lies ``min_standout``
-  standard deviations above the non-nucleus class of its own image (the bluish rims of
-  red cells, stain debris and pale platelet dust do not);
-* the candidates together must not *look like the red cells*: when four or more of them
-  cover half of the stained material, the stain put the red cells on the nucleus side and
-  nothing is labelled (the caller reports it).
+* :func:`standing_out` (pale stains only): keep what stands ``min_standout`` standard
+  deviations above the rest of the stained material; the bluish rims of red cells, stain
+  debris and faint platelet dust do not;
+* :func:`compact`: a nucleus group fills ``min_solidity`` of its convex hull; a platelet
+  clump is a loose scatter (the lobe rule, ``min_lobe``, lives with the grouping in
+  :mod:`._nuclei`);
+* :func:`like_red_cells`: four or more cells whose nuclei cover half of the stained
+  material are the red cells themselves; the caller labels nothing and warns.
 """
 
 from __future__ import annotations
