@@ -76,6 +76,14 @@ def _shot(viewer, path: Path, status=None) -> None:
     print(f"wrote {path}")
 
 
+def _half_done(widget) -> bool:
+    """Whether the widget's napari progress bar is at least half full (or the job ended)."""
+    pbar = widget._pbar
+    if not widget.busy:
+        return True
+    return pbar is not None and pbar.total and pbar.n >= pbar.total // 2
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images")
@@ -113,6 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     train.fields["epochs"].value = args.epochs
     train.fields["per_class"].value = 96
     train.start()
+    # half-way through, with the activity dock open: the progress bar and its count
+    _wait(app, train, until=lambda: _half_done(train))
+    viewer.window._status_bar._toggle_activity_dock(True)
+    _wait(app, train, until=lambda: True)
+    _shot(viewer, args.out / "napari_train_progress.png")
+    viewer.window._status_bar._toggle_activity_dock(False)
     _wait(app, train)
     if not train.status.value.startswith("Done"):
         print(f"training did not finish: {train.status.value}", file=sys.stderr)
