@@ -15,6 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from allnet_core.errors import ConfigError, ImageReadError
+from allnet_core.inference.calls import (
+    DEFAULT_UNCERTAIN,
+    call_counts,
+    check_band,
+    summarize_calls,
+    summary_columns,
+)
 from allnet_core.inference.cells import MODES, image_cells
 from allnet_core.inference.results import TABLE_COLUMNS
 from allnet_core.model.predict import DEFAULT_BATCH, check_batch_size
@@ -39,10 +46,13 @@ class BatchResult:
         ``""``), ``mode`` (``"cells"`` or ``"smear"``), then the columns of
         :meth:`Classifier.classify_image`'s table (:data:`BATCH_COLUMNS`).
     per_image : pandas.DataFrame
-        One row per classified file: ``source``, ``subject``, ``mode``, ``cells`` and
-        ``ALL`` (the number of cells called the positive class).
+        One row per classified file: ``source``, ``subject``, ``mode``, then the counts of
+        :func:`~allnet_core.inference.calls.summarize_calls`: ``cells``, ``ALL``, ``HEM``,
+        ``uncertain``, ``out_of_scope`` (cells of each call), ``all_fraction`` (ALL among
+        the confident in-scope cells) and its 95 % interval ``all_fraction_low``,
+        ``all_fraction_high``.
     per_subject : pandas.DataFrame
-        ``subject``, ``cells``, ``ALL`` summed over the files of each subject (files with a
+        ``subject`` and the same counts over the cells of each subject (files with a
         subject only), sorted by subject.
     problems : list of str
         One message per unreadable file that was skipped (``skip_bad=True``).
@@ -96,7 +106,8 @@ def classify_images(classifier, inputs, *, mode: str = "auto", tta: bool = False
                     batch_size: int = DEFAULT_BATCH, threshold: float = 0.5,
                     gradcam_dir: str | os.PathLike | None = None, skip_bad: bool = False,
                     progress: ProgressCallback | None = None,
-                    cancel: CancelLike | None = None) -> BatchResult:
+                    cancel: CancelLike | None = None,
+                    uncertain=DEFAULT_UNCERTAIN) -> BatchResult:
     """Classify every white cell of many image files.
 
     Parameters
@@ -124,6 +135,8 @@ def classify_images(classifier, inputs, *, mode: str = "auto", tta: bool = False
         "skipped"}``.
     cancel : CancelToken, optional
         Checked before every file and every batch.
+    uncertain : (float, float) or None
+        The uncertain band of calibrated P(ALL) (see :mod:`allnet_core.inference.calls`).
 
     Returns
     -------
@@ -146,9 +159,10 @@ def classify_images(classifier, inputs, *, mode: str = "auto", tta: bool = False
     check_choice(mode, MODES, "mode")
     if not 0.0 <= threshold <= 1.0:
         raise ConfigError(f"threshold must be in [0, 1], got {threshold}")
+    uncertain = check_band(uncertain, threshold)
     files = find_image_files(inputs)
     run = _BatchRun(classifier, tta=tta, batch_size=check_batch_size(batch_size),
-                    threshold=threshold, cancel=cancel,
+                    threshold=threshold, uncertain=uncertain, cancel=cancel,
                     gradcam_dir=None if gradcam_dir is None else Path(gradcam_dir))
     emit(progress, "start", total=len(files))
     for i, path in enumerate(files):
@@ -186,9 +200,10 @@ class _BatchRun:
     and the tables of the files already classified."""
 
     def __init__(self, classifier, *, tta: bool, batch_size: int, threshold: float,
-                 gradcam_dir: Path | None, cancel):
+                 gradcam_dir: Path | None, cancel, uncertain=DEFAULT_UNCERTAIN):
         self.clf = classifier
         self.tta, self.batch_size, self.threshold = tta, batch_size, threshold
+        self.uncertain = uncertain
         self.gradcam_dir, self.cancel = gradcam_dir, cancel
         self.pending: list[tuple] = []
         self.n_pending = 0
@@ -212,25 +227,31 @@ class _BatchRun:
         if not self.pending:
             return
         crops = [c for item in self.pending for c in item[3]]
-        probs = self.clf.predict_proba(crops, batch_size=self.batch_size, tta=self.tta,
+        probs = self.clf.predict_cells(crops, batch_size=self.batch_size, tta=self.tta,
                                        cancel=self.cancel)
         start = 0
         for path, rgb, labels, item_crops, table, mode in self.pending:
             p = probs[start:start + len(item_crops)]
             start += len(item_crops)
-            t = self.clf.cell_table(table, p, threshold=self.threshold)
+            t = self.clf.cell_table(table, p, threshold=self.threshold,
+                                    uncertain=self.uncertain)
             subject = subject_of(path)
             t.insert(0, "mode", mode)
             t.insert(0, "subject", subject)
             t.insert(0, "source", str(path))
             self.tables.append(t)
-            positive = self.clf.class_names[self.clf.positive_index]
             self.per_image.append({"source": str(path), "subject": subject, "mode": mode,
-                                   "cells": len(t), "ALL": int((t["class"] == positive).sum())})
+                                   **call_counts(t["call"], *self._classes())})
             if self.gradcam_dir is not None:
                 self._write_gradcam(path, rgb, labels, item_crops, t, mode)
         self.pending.clear()
         self.n_pending = 0
+
+    def _classes(self) -> tuple[str, str]:
+        """The positive class and the other one (the names of the call counts)."""
+        names = self.clf.class_names
+        pos = names[self.clf.positive_index]
+        return pos, next((n for n in names if n != pos), pos)
 
     def _write_gradcam(self, path: Path, rgb, labels, crops, table, mode: str) -> None:
         """Write ``<dir>/<name>_gradcam.png``: the image with its Grad-CAM overlaid."""
@@ -254,10 +275,10 @@ class _BatchRun:
         cells = (pd.concat(self.tables, ignore_index=True) if self.tables
                  else pd.DataFrame({c: [] for c in BATCH_COLUMNS}))
         cells = cells[BATCH_COLUMNS + [c for c in cells.columns if c not in BATCH_COLUMNS]]
-        per_image = pd.DataFrame(self.per_image,
-                                 columns=["source", "subject", "mode", "cells", "ALL"])
-        with_subject = per_image[per_image["subject"] != ""]
-        per_subject = (with_subject.groupby("subject", sort=True)[["cells", "ALL"]].sum()
-                       .reset_index())
+        per_image = pd.DataFrame(self.per_image, columns=["source", "subject", "mode",
+                                                          *summary_columns(*self._classes())])
+        per_subject = summarize_calls(
+            cells[cells["subject"] != ""].sort_values("subject", kind="stable"),
+            ["subject"], *self._classes())
         return BatchResult(cells=cells, per_image=per_image, per_subject=per_subject,
                            problems=list(self.problems), gradcam_files=list(self.gradcam_files))
