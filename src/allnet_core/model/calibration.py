@@ -5,8 +5,16 @@ A softmax over two classes is a logistic function of the logit difference
 ``z = log(p_ALL / p_HEM)``. Temperature scaling divides that logit by one number ``T``
 fitted on held-out predictions (the best fold's validation cells) by minimising the
 negative log-likelihood: ``T > 1`` softens an over-confident model, ``T < 1`` sharpens an
-under-confident one. It never changes which side of 0.5 a cell lies on, so accuracy and
-MCC at the 0.5 threshold stay as they are; only the probabilities become honest.
+under-confident one. The likelihood uses Platt's (1999) targets, ``(N+ + 1) / (N+ + 2)``
+for ALL cells and ``1 / (N- + 2)`` for HEM cells, instead of 1 and 0: a validation set
+that the model separates perfectly would otherwise drive ``T`` to 0 and make every later
+call look certain. For the same reason ``T`` is kept at or above 0.5: calibration may
+soften a model as much as its validation cells say, but sharpens it at most twofold (an
+under-confident model calls more cells uncertain, which is the safe side; a sharpened one
+would make confident calls it has not earned on a few validation subjects).
+
+Scaling never changes which side of 0.5 a cell lies on, so accuracy and MCC at the 0.5
+threshold stay as they are; only the probabilities become honest.
 
 Only numpy here; scipy is imported when a temperature is fitted.
 
@@ -29,6 +37,7 @@ import numpy as np
 __all__ = [
     "ECE_BINS",
     "Calibration",
+    "calibration_summary",
     "expected_calibration_error",
     "fit_temperature",
     "p_to_logit",
@@ -39,8 +48,8 @@ __all__ = [
 ECE_BINS = 10
 #: Logits are clipped to this magnitude: a float32 softmax saturates at 1.0 exactly.
 _MAX_LOGIT = 16.0
-#: The temperature is searched in this range (a factor 100 either way).
-_T_RANGE = (0.01, 100.0)
+#: The temperature is searched in this range (see the module docstring).
+T_RANGE = (0.5, 100.0)
 
 
 def p_to_logit(p_all) -> np.ndarray:
@@ -84,13 +93,21 @@ class Calibration:
         return cls(temperature=t if np.isfinite(t) and t > 0 else 1.0)
 
 
-def _nll(y: np.ndarray, p: np.ndarray) -> float:
+def _nll(t: np.ndarray, p: np.ndarray) -> float:
+    """Mean cross-entropy of targets ``t`` in [0, 1] under probabilities ``p``."""
     p = np.clip(p, 1e-12, 1.0 - 1e-12)
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log1p(-p)))
+    return float(-np.mean(t * np.log(p) + (1 - t) * np.log1p(-p)))
+
+
+def _platt_targets(y: np.ndarray) -> np.ndarray:
+    n_pos = float(y.sum())
+    n_neg = float(y.size - n_pos)
+    return np.where(y == 1, (n_pos + 1) / (n_pos + 2), 1.0 / (n_neg + 2))
 
 
 def fit_temperature(y, p_all) -> Calibration:
-    """The temperature that minimises the negative log-likelihood of ``y`` given ``p_all``.
+    """The temperature that minimises the negative log-likelihood of ``y`` (as Platt's
+    targets, see the module docstring) given ``p_all``.
 
     Parameters
     ----------
@@ -102,8 +119,8 @@ def fit_temperature(y, p_all) -> Calibration:
     Returns
     -------
     Calibration
-        The identity (``T = 1``) when there are no cells or only one class: there is
-        nothing to fit then.
+        ``T`` in :data:`T_RANGE`; the identity (``T = 1``) when there are no cells or only
+        one class (nothing to fit) or when no ``T`` fits better than 1.
     """
     from scipy.optimize import minimize_scalar
 
@@ -111,11 +128,12 @@ def fit_temperature(y, p_all) -> Calibration:
     z = p_to_logit(p_all).reshape(-1)
     if y.size == 0 or y.min() == y.max():
         return Calibration()
+    targets = _platt_targets(y)
 
     def loss(log_t: float) -> float:
-        return _nll(y, _sigmoid(z / np.exp(log_t)))
+        return _nll(targets, _sigmoid(z / np.exp(log_t)))
 
-    lo, hi = np.log(_T_RANGE[0]), np.log(_T_RANGE[1])
+    lo, hi = np.log(T_RANGE[0]), np.log(T_RANGE[1])
     best = minimize_scalar(loss, bounds=(lo, hi), method="bounded",
                            options={"xatol": 1e-4})
     t = float(np.exp(best.x))
@@ -137,7 +155,7 @@ def reliability_bins(y, p_all, bins: int = ECE_BINS) -> dict[str, np.ndarray]:
     """
     y = np.asarray(y, np.float64).reshape(-1)
     p = np.asarray(p_all, np.float64).reshape(-1)
-    edges = np.linspace(0.0, 1.0, bins + 1)
+    edges = np.round(np.linspace(0.0, 1.0, bins + 1), 6)
     idx = np.clip(np.digitize(p, edges[1:-1], right=False), 0, bins - 1)
     count = np.bincount(idx, minlength=bins).astype(np.int64)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -164,3 +182,16 @@ def expected_calibration_error(y, p_all, bins: int = ECE_BINS) -> float:
     used = r["count"] > 0
     gap = np.abs(r["accuracy"][used] - r["confidence"][used])
     return float(np.sum(r["count"][used] * gap) / n)
+
+
+def calibration_summary(y, p_raw, p_cal, bins: int = ECE_BINS) -> dict[str, Any]:
+    """ECE and reliability-diagram bins of raw and calibrated P(ALL), as plain lists (the
+    card's and the reports' ``ece_before``, ``ece_after``, ``reliability_before``,
+    ``reliability_after``)."""
+    out: dict[str, Any] = {}
+    for key, p in (("before", p_raw), ("after", p_cal)):
+        out[f"ece_{key}"] = expected_calibration_error(y, p, bins)
+        out[f"reliability_{key}"] = {k: v.tolist()
+                                     for k, v in reliability_bins(y, p, bins).items()}
+    return {k: out[k] for k in ("ece_before", "ece_after", "reliability_before",
+                                "reliability_after")}
