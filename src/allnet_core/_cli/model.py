@@ -91,11 +91,10 @@ def format_card(path: Path, card, verdict) -> str:
         f"{_num(hold.get('ece_after'))} calibrated",
         f"uncertain: calibrated P(ALL) strictly inside {hold.get('uncertain_band')}: "
         f"{100 * (hold.get('uncertain_fraction') or 0):.1f} % of hold-out cells",
-        f"out of scope: {oos.get('method')} of the features entering layer "
-        f"{oos.get('feature_layer')!r} to "
-        f"{oos.get('n_reference')} {oos.get('fitted_on')}; threshold {_num(oos.get('threshold'))}"
-        f" = {_num(oos.get('percentile'), 0)}th percentile of {oos.get('n_validation')} "
-        f"{oos.get('threshold_on')}; {100 * (oos.get('holdout_flagged') or 0):.1f} % of "
+        f"out of scope: {oos.get('method')} (features entering layer "
+        f"{oos.get('feature_layer')!r}) to {oos.get('n_reference')} {oos.get('fitted_on')}; "
+        f"threshold: {_num(oos.get('percentile'), 0)}th percentile of {oos.get('n_validation')}"
+        f" {oos.get('threshold_on')}; {100 * (oos.get('holdout_flagged') or 0):.1f} % of "
         "hold-out cells flagged",
         "hold-out per subject: cells, ALL, HEM, uncertain, out of scope, ALL fraction of the "
         "confident in-scope cells (95 % CI)"]

@@ -18,6 +18,7 @@ import hashlib
 import json
 import math
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,7 +126,9 @@ def write_card(model_path: str | os.PathLike, data: dict[str, Any],
             np.savez(fh, **scope.arrays())
         data["out_of_scope"] = {**data.get("out_of_scope", {}), **scope.meta,
                                 "threshold": float(scope.threshold), "arrays": npz.name,
-                                "arrays_sha256": file_sha256(npz)}
+                                "arrays_sha256": file_sha256(npz),
+                                "view_scales": {k: float(v.scale)
+                                                for k, v in scope.views.items()}}
     return write_json(card_path(model_path), json_safe(data))
 
 
@@ -172,8 +175,11 @@ def _read_scope(model_path, meta) -> tuple[ScopeReference | None, str | None]:
     npz = Path(model_path).with_name(str(meta["arrays"]))
     if not npz.is_file() or file_sha256(npz) != meta.get("arrays_sha256"):
         return None, f"the card's arrays {npz.name} are missing or changed"
-    with np.load(npz, allow_pickle=False) as arrays:
-        return ScopeReference.from_arrays(dict(arrays), meta), None
+    try:
+        with np.load(npz, allow_pickle=False) as arrays:
+            return ScopeReference.from_arrays(dict(arrays), meta), None
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        return None, f"the card's arrays {npz.name} are not readable ({exc})"
 
 
 # --------------------------------------------------------------------------- assessment

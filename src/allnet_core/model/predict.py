@@ -96,28 +96,32 @@ class Predictor:
 
     def predict_batch_features(self, x: np.ndarray,
                                batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-        """Raw probabilities and head features (the last ``Dense`` layer's input) of
-        ``len(x) <= batch_size`` inputs, from one forward pass."""
+        """Raw probabilities and out-of-scope rows of ``len(x) <= batch_size`` inputs,
+        from one forward pass: the head features (the last ``Dense`` layer's input)
+        followed by the cell's size and stain in the input
+        (:func:`allnet_core.model.scope.appearance`)."""
+        from allnet_core.model.scope import appearance
+
         if self._scoring is None:
             from allnet_core.model.features import scoring_model
 
             self._scoring = scoring_model(self.model)
         probs, feats = self._scoring.predict_on_batch(self._padded_input(x, batch_size))
         n = len(x)
-        return (np.asarray(probs, np.float32)[:n],
-                np.asarray(feats, np.float32).reshape(len(feats), -1)[:n])
+        feats = np.asarray(feats, np.float32).reshape(len(feats), -1)[:n]
+        return np.asarray(probs, np.float32)[:n], np.concatenate([feats, appearance(x)], 1)
 
     def calibrate(self, p_raw) -> np.ndarray:
         """Calibrated P(positive) (float64) of raw P(positive), by the card's calibration."""
         return np.clip(self.calibration.apply(p_raw), 0.0, 1.0)
 
     def oos_score(self, features) -> np.ndarray:
-        """Out-of-scope score per cell: Mahalanobis distance of its features to the
-        training cells' divided by the card's threshold (above 1: out of scope); ``nan``
-        without a reference."""
+        """Out-of-scope score per cell (above 1: out of scope; ``nan`` without a
+        reference) of rows from :meth:`predict_batch_features`, see
+        :meth:`allnet_core.model.scope.ScopeReference.score`."""
         if self.scope is None or features is None:
             return np.full(0 if features is None else len(features), np.nan)
-        return self.scope.distance(features) / max(self.scope.threshold, 1e-12)
+        return self.scope.score(features)
 
     def proba(self, x: np.ndarray, batch_size: int = DEFAULT_BATCH) -> np.ndarray:
         """Class probabilities ``(N, n_classes)`` float32 of an ``(N, H, W, 3)`` input."""

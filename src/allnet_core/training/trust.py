@@ -171,7 +171,8 @@ def write_trust(run, splits: pd.DataFrame, best_fold: int) -> dict[str, Any]:
         "protocol": _protocol(run.config, best_fold),
         "holdout": holdout,
         "calibration": cal,
-        "out_of_scope": {"method": "Mahalanobis distance, Ledoit-Wolf covariance",
+        "out_of_scope": {"method": "larger of two Mahalanobis distances (Ledoit-Wolf "
+                                   "covariance): model features and cell size and stain",
                          "feature_layer": feature_layer_name(loaded.model),
                          "fitted_on": f"training cells of fold {best_fold}",
                          "threshold_on": f"validation cells of fold {best_fold}",

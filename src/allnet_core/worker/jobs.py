@@ -25,12 +25,12 @@ Handler = Callable[[dict[str, Any], Callable[[dict[str, Any]], None], CancelToke
 class ModelCache:
     """Keeps the last loaded :class:`~allnet_core.inference.Classifier` resident.
 
-    A second request with the same model file (same path and modification time) does not
-    load it again; another model replaces it (one model in memory at a time).
+    A second request with the same model file (same path and modification time, same model
+    card) does not load it again; another model replaces it (one model in memory at a time).
     """
 
     def __init__(self):
-        self._classifiers: dict[tuple[str, float], Any] = {}
+        self._classifiers: dict[tuple, Any] = {}
 
     def load(self, model: str):
         """The classifier of the ``.keras`` file ``model``, loaded once."""
@@ -39,7 +39,11 @@ class ModelCache:
         path = Path(model)
         if not path.is_file():
             raise ConfigError(f"model file {model}: no such file")
-        key = (str(path.resolve()), path.stat().st_mtime)
+        from allnet_core.model.card import card_path
+
+        card = card_path(path)  # a card written or replaced later is read again
+        key = (str(path.resolve()), path.stat().st_mtime,
+               card.stat().st_mtime if card.is_file() else None)
         if key not in self._classifiers:
             self._classifiers.clear()  # keep one model resident at a time
             self._classifiers[key] = Classifier.load(path)
@@ -93,6 +97,8 @@ def classify(request, progress, cancel, *, models: ModelCache) -> dict[str, Any]
         kwargs["batch_size"] = int(request["batch_size"])
     if request.get("mode"):
         kwargs["mode"] = str(request["mode"])
+    if request.get("uncertain") is not None:
+        kwargs["uncertain"] = tuple(float(v) for v in request["uncertain"])
     res = classifier.classify_image(rgb, **kwargs)
     out_dir.mkdir(parents=True, exist_ok=True)
     labels_path = write_tiff(out_dir / "labels.tif", np.asarray(res.labels, np.int32))
@@ -106,6 +112,7 @@ def classify(request, progress, cancel, *, models: ModelCache) -> dict[str, Any]
         "table_path": str(table_path),
         "heatmap_path": None if heatmap_path is None else str(heatmap_path),
         "n_cells": len(res.table),
+        "assessment": assessment(classifier),
     }
 
 
@@ -126,6 +133,8 @@ def classify_files(request, progress, cancel, *, models: ModelCache) -> dict[str
     for key, kind in (("batch_size", int), ("mode", str), ("threshold", float)):
         if request.get(key) is not None:
             kwargs[key] = kind(request[key])
+    if request.get("uncertain") is not None:
+        kwargs["uncertain"] = tuple(float(v) for v in request["uncertain"])
     if request.get("gradcam"):
         kwargs["gradcam_dir"] = out_dir / "gradcam"
     result = classify_images(classifier, paths, progress=progress, cancel=cancel, **kwargs)
@@ -140,7 +149,16 @@ def classify_files(request, progress, cancel, *, models: ModelCache) -> dict[str
         "n_cells": len(result.cells),
         "n_images": len(result.per_image),
         "problems": list(result.problems),
+        "assessment": assessment(classifier),
     }
+
+
+def assessment(classifier) -> dict[str, Any]:
+    """The model card's verdict as plain JSON: ``headline``, ``warnings``, ``at_chance``,
+    ``untested`` (see :func:`allnet_core.model.card.assess`)."""
+    verdict = classifier.assessment
+    return {"headline": verdict.headline, "warnings": list(verdict.warnings),
+            "at_chance": verdict.at_chance, "untested": verdict.untested}
 
 
 def _read_labels(request: dict[str, Any], shape: tuple[int, int], image_path: str):
