@@ -205,9 +205,15 @@ def run_train(args) -> int:
 
 def _print_result(result, extra: str = "") -> None:
     """The hold-out line and the report's path of a finished run."""
+    from allnet_core.model.card import assess, read_card
+
     h = result.holdout
     print(f"hold-out accuracy {100 * h['accuracy']:.2f} %, F1 {100 * h['f1']:.2f} % "
           f"(fold {result.best_fold} model){extra}")
+    verdict = assess(read_card(result.best_model, verify=False))
+    print(f"model card: {verdict.headline}")
+    for warning in verdict.warnings:
+        print(f"WARNING: {warning}")
     print(f"report: {result.report}")
 
 
@@ -220,6 +226,10 @@ def run_evaluate(args) -> int:
     m = result.metrics
     print(f"{m['n']} images: accuracy {100 * m['accuracy']:.2f} %, F1 {100 * m['f1']:.2f} %, "
           f"MCC {100 * m['mcc']:.2f} %")
+    cal = result.calibration
+    print(f"expected calibration error: {cal['ece_before']:.3f} raw, {cal['ece_after']:.3f} "
+          + ("calibrated by the model card" if cal["calibrated"] else
+             "(no usable model card: not calibrated)"))
     print(f"report: {result.report}")
     return 0
 

@@ -196,8 +196,8 @@ class Assessment:
     warnings : tuple of str
         Untested, leaky split, at chance, card not matching.
     at_chance : bool
-        The hold-out MCC interval includes 0 (or there is no usable card to say otherwise
-        is False: "untested" is its own warning).
+        The card's hold-out MCC interval includes 0, or the card gives none. False for a
+        model without a usable card: that is ``untested``, its own warning.
     untested : bool
         No usable card.
     """
