@@ -302,8 +302,9 @@ class ClassifyWidget(JobWidget):
         if not len(out) and name not in self._viewer.layers:
             return
         data = np.where(np.isin(labels, out), labels, 0).astype(np.int32)
-        upsert_layer(self._viewer, name, data, "labels", colormap=outline_colormap(out),
-                     opacity=1.0, contour=2, **place_like(image))
+        layer = upsert_layer(self._viewer, name, data, "labels",
+                             colormap=outline_colormap(out), opacity=1.0, **place_like(image))
+        layer.contour = 2  # outlined, not filled (not an argument of add_labels)
 
     # ------------------------------------------------------------------ export
     def export_csv(self, path: str | Path) -> Path:

@@ -57,9 +57,10 @@ def outline_colormap(labels):
 
 
 def legend_html() -> str:
-    """The colour legend as rich text for a label: a coloured mark and the call's name."""
-    return " &nbsp; ".join(f'<span style="color:{color}; font-size:14pt">{mark}</span> {text}'
-                           for color, mark, text in LEGEND)
+    """The colour legend as rich text for a label: a coloured mark and the call's name,
+    one call per line."""
+    return "<br>".join(f'<span style="color:{color}; font-size:14pt">{mark}</span> {text}'
+                       for color, mark, text in LEGEND)
 
 
 def gradcam_colormap(n: int = 64):

@@ -235,3 +235,41 @@ def test_chance_level_warning_in_the_widget(viewer_with_bccd, qtbot, tiny_model,
                        split="image")
     widget.model_file.value = leaky
     assert "per-image split (leaky)" in widget.card_info.value
+
+
+def test_out_of_scope_cells_are_outlined(viewer_with_bccd, qtbot, tmp_path, carded_model,
+                                         notifications):
+    """A card whose reference no real cell resembles: every cell is out of scope, left
+    unfilled in the classes layer and outlined on a layer of its own."""
+    from napari.utils.colormaps.standardize_color import transform_color
+
+    from allnet_core.model.card import read_card, write_card
+    from allnet_core.model.scope import Mahalanobis, ScopeReference
+    from napari_allnet._colors import OUT_OF_SCOPE_COLOR
+
+    viewer, image, widget = viewer_with_bccd
+    model = carded_model(tmp_path / "narrow", {"value": 0.8, "low": 0.6, "high": 0.9})
+    data = read_card(model).data
+    tight = Mahalanobis(np.zeros(32, np.float32), np.eye(32, dtype=np.float32) * 1e6)
+    look = Mahalanobis(np.zeros(7, np.float32), np.eye(7, dtype=np.float32))
+    scope = ScopeReference({"features": tight, "appearance": look}, 32, 1.0)
+    write_card(model, {k: v for k, v in data.items()
+                       if k not in ("format", "model_file", "model_sha256")}, scope)
+    widget.model_source.value = MODEL_FILE
+    widget.model_file.value = model
+    widget.run()
+    _wait(qtbot, widget)
+    assert not [n for n in notifications if n[0] == "error"], notifications
+    layer = viewer.layers[f"{image.name} classes"]
+    table = layer.features
+    assert len(table) and (table["call"] == "out_of_scope").all()
+    assert (table["oos_score"] > 1).all()
+    for label in table["label"]:  # not filled
+        assert layer.colormap.map(np.array([label]))[0][3] == 0
+    outline = viewer.layers[f"{image.name} out of scope"]
+    assert outline.contour == 2
+    np.testing.assert_array_equal(outline.data > 0, layer.data > 0)
+    np.testing.assert_allclose(outline.colormap.map(np.array([table["label"].iloc[0]]))[0],
+                               transform_color(OUT_OF_SCOPE_COLOR)[0], atol=1e-6)
+    assert f"{len(table)} out of scope" in widget.summary.value
+    assert "no confident in-scope cell" in widget.summary.value
