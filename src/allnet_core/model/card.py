@@ -14,7 +14,6 @@ and numpy here: napari reads cards without loading Keras.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -23,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from allnet_core.datasets.listing import file_sha256
 from allnet_core.model.calibration import Calibration
 from allnet_core.model.scope import ScopeReference
 
@@ -34,7 +34,6 @@ __all__ = [
     "arrays_path",
     "assess",
     "card_path",
-    "file_sha256",
     "read_card",
     "write_card",
 ]
@@ -60,15 +59,6 @@ def arrays_path(model_path: str | os.PathLike) -> Path:
     """``model.card.npz`` beside ``model.keras``."""
     p = Path(model_path)
     return p.with_name(f"{p.stem}.card.npz")
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 of a file, hex."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass
