@@ -17,7 +17,10 @@ The modules follow the data flow:
   loader and the one predictor of :mod:`allnet_core.model`.
 - :mod:`~allnet_core.inference.gradcam`: Grad-CAM maps, placed back into the image with
   :func:`gradcam_to_field`.
-- :mod:`~allnet_core.inference.results`: :class:`ImageResult`.
+- :mod:`~allnet_core.inference.calls`: the call of each cell (ALL, HEM, ``uncertain``,
+  ``out_of_scope``) and the counts per image or subject (:func:`call_cells`,
+  :func:`summarize_calls`).
+- :mod:`~allnet_core.inference.results`: :class:`ImageResult`, :class:`CellScores`.
 - :mod:`~allnet_core.inference.batch`: :func:`classify_images`, many image files in one
   run (batching across images, Grad-CAM overlays, per-image and per-subject summaries),
   used by ``allnet classify`` and the worker.
@@ -38,10 +41,11 @@ from allnet_core.inference.batch import (
     classify_images,
     find_image_files,
 )
+from allnet_core.inference.calls import DEFAULT_UNCERTAIN, call_cells, summarize_calls
 from allnet_core.inference.cells import CELL_CROP_SIZE, MODES, image_cells, is_single_cell_image
 from allnet_core.inference.classifier import Classifier
 from allnet_core.inference.gradcam import GRADCAM_MIN_SIZE, gradcam_to_field, overlay_heatmap
-from allnet_core.inference.results import TABLE_COLUMNS, ImageResult
+from allnet_core.inference.results import TABLE_COLUMNS, CellScores, ImageResult
 from allnet_core.inference.tta import TTA_TRANSFORMS, tta_transforms
 from allnet_core.model.files import find_model_file
 
@@ -53,13 +57,16 @@ __all__ = [
     "BATCH_COLUMNS",
     "CELL_CROP_SIZE",
     "DEFAULT_CLASS_NAMES",
+    "DEFAULT_UNCERTAIN",
     "GRADCAM_MIN_SIZE",
     "MODES",
     "TABLE_COLUMNS",
     "TTA_TRANSFORMS",
     "BatchResult",
+    "CellScores",
     "Classifier",
     "ImageResult",
+    "call_cells",
     "classify_images",
     "find_image_files",
     "find_model_file",
@@ -67,5 +74,6 @@ __all__ = [
     "image_cells",
     "is_single_cell_image",
     "overlay_heatmap",
+    "summarize_calls",
     "tta_transforms",
 ]
