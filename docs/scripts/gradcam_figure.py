@@ -55,8 +55,16 @@ def main() -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
 
-    from allnet_core.inference import Classifier, overlay_heatmap
+    from allnet_core.inference import (
+        Classifier,
+        gradcam_figure,
+        outline_cells,
+        overlay_heatmap,
+    )
+    from allnet_core.inference.gradcam import HEATMAP_CMAP
     from allnet_core.io import atomic_write, read_rgb
     from allnet_core.synthetic import synth_cells
 
@@ -71,39 +79,33 @@ def main() -> None:
     cells = [read_rgb(p) for p in paths]
     p_all = clf.classify_cells(cells)
     maps = clf.gradcam(cells, class_index=clf.positive_index)
-    fig, axes = plt.subplots(2, len(cells), figsize=(3.2 * len(cells), 6.6))
+    fig, axes = plt.subplots(2, len(cells), figsize=(3.2 * len(cells) + 0.8, 6.6))
     for j, (path, cell, m, p) in enumerate(zip(paths, cells, maps, p_all, strict=True)):
         axes[0, j].imshow(cell)
         axes[0, j].set_title(f"{path.name}\n(true class {path.stem.rsplit('_', 1)[-1].upper()})",
                              fontsize=8)
-        axes[1, j].imshow(overlay_heatmap(cell, m))
+        mask = cell.any(axis=-1).astype(np.int32)  # C-NMC cells lie on black
+        axes[1, j].imshow(outline_cells(overlay_heatmap(cell, m), mask))
         axes[1, j].set_title(f"Grad-CAM for ALL, P(ALL) = {p:.2f}", fontsize=8)
     for ax in axes.ravel():
         ax.axis("off")
+    fig.colorbar(ScalarMappable(Normalize(0, 1), HEATMAP_CMAP), ax=axes[1, :].tolist(),
+                 fraction=0.03, pad=0.02, label="Grad-CAM (relative)")
     fig.suptitle("Demo model trained on synthetic cells only - not a diagnostic tool",
                  fontsize=10)
-    fig.tight_layout()
     args.out.mkdir(parents=True, exist_ok=True)
     with atomic_write(args.out / "gradcam_cnmc.png") as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
+        fig.savefig(tmp, dpi=90, format="png", bbox_inches="tight")
     plt.close(fig)
 
+    # the smear field as `allnet classify --gradcam` draws it
     rgb = read_rgb(bccd)
     result = clf.classify_image(rgb, gradcam=True)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.9))
-    axes[0].imshow(rgb)
-    axes[0].contour(result.labels > 0, levels=[0.5], colors="yellow", linewidths=1)
-    axes[0].set_title(f"{bccd.name}: {len(result.table)} segmented WBC", fontsize=9)
-    axes[1].imshow(overlay_heatmap(rgb, result.heatmap))
-    row = result.table.iloc[0] if len(result.table) else None
-    label = "" if row is None else f" (cell 1: {row['class']}, P(ALL) = {row['p_all']:.2f})"
-    axes[1].set_title("Grad-CAM mapped back into the field" + label, fontsize=9)
-    for ax in axes:
-        ax.axis("off")
-    fig.tight_layout()
+    fig = gradcam_figure(rgb, result.heatmap, result.labels, result.table, dpi=80)
+    fig.suptitle("Demo model trained on synthetic cells only - not a diagnostic tool",
+                 fontsize=9, y=1.0, va="bottom")
     with atomic_write(args.out / "gradcam_bccd.png") as tmp:
-        fig.savefig(tmp, dpi=80, format="png")
-    plt.close(fig)
+        fig.savefig(tmp, dpi=80, format="png", bbox_inches="tight", pad_inches=0.05)
     print(f"wrote {args.out / 'gradcam_cnmc.png'} and {args.out / 'gradcam_bccd.png'}")
 
 

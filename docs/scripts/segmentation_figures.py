@@ -8,8 +8,11 @@ Usage::
 
     ALLNET_DATA_DIR=/path/to/shared/data python docs/scripts/segmentation_figures.py
 
-Writes ``docs/images/segmentation_bccd.png``, ``segmentation_cnmc.png`` and
-``segmentation_crops.png``.
+Writes ``docs/images/segmentation_bccd.png``, ``segmentation_cnmc.png``,
+``segmentation_crops.png`` and ``segmentation_bluish.png`` (the default method on the
+BCCD field re-coloured by the "bluish red cells" perturbation of
+``benchmarks/_perturb.py``, and on a synthetic field whose red cells look like nuclei),
+and prints where the paper's rule works (the table of ``docs/segmentation.md``).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from allnet_core.segmentation import (  # noqa: E402
 )
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1] / "benchmarks"))
 OUT = HERE.parent / "images"
 BCCD_FIELD = "bccd/JPEGImages/BloodImage_00250.jpg"
 CNMC_CELL = "cnmc/C-NMC_Leukemia/training_data/fold_0/all/UID_11_1_1_all.bmp"
@@ -113,6 +117,85 @@ def crops_figure(rgb: np.ndarray, path: Path) -> None:
     print(f"wrote {path}")
 
 
+def _outlined(rgb: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    out = rgb.copy()
+    out[find_boundaries(labels, mode="inner")] = (0, 255, 0)
+    return out
+
+
+def bluish_figure(field: np.ndarray, path: Path) -> None:
+    """The default method on a bluish re-colouring of a real field and on a synthetic
+    field of purple red cells without any white cell (stain not recognised)."""
+    import warnings
+
+    import _perturb
+
+    from allnet_core.segmentation import SegmentationWarning
+    from allnet_core.segmentation._features import blue_green as feature
+    from allnet_core.segmentation._features import normalise_white, white_point
+    from allnet_core.synthetic import synth_smear
+
+    bluish = _perturb.bluish_red_cells(field)
+    purple = synth_smear(seed=0, n_wbc=0, rbc_rgb=(120, 90, 180))[0]
+    panels = []
+    for rgb, name in ((field, "original"), (bluish, "bluish red cells"),
+                      (purple, "synthetic: purple red cells, no WBC")):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", SegmentationWarning)
+            labels = label_cells(rgb)
+        said = [w.message.reason for w in caught if issubclass(w.category, SegmentationWarning)]
+        balanced = normalise_white(rgb, white_point(rgb, 10))
+        note = f"{labels.max()} cell(s)" + (f", warns: {said[0]}" if said else "")
+        panels.append((rgb, name, _outlined(rgb, labels), note, feature(balanced)))
+    fig, axes = plt.subplots(3, 3, figsize=(13, 10), dpi=80)
+    for row, (rgb, name, outlined, note, feat) in zip(axes, panels, strict=True):
+        for ax, img, title, cmap in zip(row, (rgb, feat, outlined),
+                                         (name, "nucleus feature after white balance",
+                                          note), (None, "magma", None), strict=True):
+            ax.imshow(img, cmap=cmap)
+            ax.set_title(title, fontsize=10)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.suptitle("Default method under a bluish red-cell stain", fontsize=12)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    print(f"wrote {path}")
+
+
+def paper_rule_table(root: Path) -> None:
+    """Where the paper's rule works: selected fraction and Dice per data set (printed)."""
+    import warnings
+
+    import _bccd
+
+    from allnet_core.segmentation import SegmentationWarning
+
+    rows = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SegmentationWarning)
+        for path in _bccd.zheng_cells(root, 1):
+            rgb = read_rgb(path)
+            cell, nuc = _bccd.zheng_truth(path)
+            mask = segment_paper(rgb)[0]
+            yellow = np.median(rgb[~cell], axis=0)[2] < 180
+            key = "Zheng set 1, yellow background" if yellow else "Zheng set 1, white background"
+            rows.setdefault(key, []).append((mask.mean(), _bccd.dice(mask, nuc),
+                                             _bccd.dice(mask, cell)))
+        for field in _bccd.bccd_fields(root)[::10]:
+            rows.setdefault("BCCD fields", []).append(
+                (segment_paper(read_rgb(field.image))[0].mean(), np.nan, np.nan))
+        for path in sorted((root / "cnmc").rglob("*.bmp"))[:20]:
+            rows.setdefault("C-NMC cells", []).append(
+                (segment_paper(read_rgb(path))[0].mean(), np.nan, np.nan))
+    print("| images | n | selected | nucleus Dice | cell Dice |\n|---|---|---|---|---|")
+    for key, v in rows.items():
+        v = np.array(v, np.float64)
+        dice = [f"{np.nanmean(v[:, i]):.2f}" if np.isfinite(v[:, i]).any() else "-"
+                for i in (1, 2)]
+        print(f"| {key} | {len(v)} | {100 * v[:, 0].mean():.2f} % | {dice[0]} | {dice[1]} |")
+
+
 def main() -> int:
     root = os.environ.get("ALLNET_DATA_DIR")
     if not root:
@@ -126,6 +209,8 @@ def main() -> int:
     figure(cell, f"C-NMC cell {Path(CNMC_CELL).name} (450x450, black background)",
            OUT / "segmentation_cnmc.png")
     crops_figure(field, OUT / "segmentation_crops.png")
+    bluish_figure(field, OUT / "segmentation_bluish.png")
+    paper_rule_table(root)
     return 0
 
 

@@ -16,7 +16,8 @@ from collections.abc import Iterator
 from functools import cache
 from typing import Any
 
-__all__ = ["backend_name", "describe_environment", "get_keras", "visible_devices"]
+__all__ = ["backend_name", "bfloat16_supported", "describe_environment", "get_keras",
+           "gpu_compute_capability", "visible_devices"]
 
 
 def backend_name() -> str:
@@ -112,6 +113,45 @@ def visible_devices() -> list[dict[str, str]]:
         devices.append({"type": "CPU", "name": "cpu"})
     devices.sort(key=lambda d: d["type"] != "GPU")
     return devices
+
+
+def gpu_compute_capability() -> tuple[int, int] | None:
+    """``(major, minor)`` CUDA compute capability of the active backend's first GPU, or
+    None (no GPU, or not an NVIDIA one). Imports the backend."""
+    keras = get_keras()
+    name = keras.backend.backend()
+    value: Any = None
+    if name == "jax":
+        import jax
+
+        gpus = [d for d in jax.devices() if d.platform == "gpu"]
+        value = getattr(gpus[0], "compute_capability", None) if gpus else None
+    elif name == "tensorflow":
+        import tensorflow as tf  # allowed: only to describe the device of the active backend
+
+        gpus = tf.config.list_physical_devices("GPU")
+        value = (tf.config.experimental.get_device_details(gpus[0]).get("compute_capability")
+                 if gpus else None)
+    elif name == "torch":
+        import torch
+
+        value = torch.cuda.get_device_capability(0) if torch.cuda.is_available() else None
+    if isinstance(value, str):  # JAX: "9.0"
+        value = value.split(".")
+    try:
+        return (int(value[0]), int(value[1])) if value is not None else None
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def bfloat16_supported() -> bool:
+    """Whether the device that training runs on computes in bfloat16: CPUs (XLA, oneDNN)
+    and GPUs of compute capability 8.0 (Ampere) or later; a GPU whose capability cannot
+    be read (not NVIDIA) counts as supporting it."""
+    if not any(d["type"] == "GPU" for d in visible_devices()):
+        return True
+    capability = gpu_compute_capability()
+    return capability is None or capability >= (8, 0)
 
 
 def describe_environment() -> dict[str, Any]:

@@ -9,13 +9,12 @@ starts fast and never loads Keras.
 from __future__ import annotations
 
 import argparse
-import errno
 import importlib
 import os
 import sys
 
 from allnet_core import __version__
-from allnet_core.errors import AllnetError
+from allnet_core.errors import AllnetError, describe_os_error
 
 __all__ = ["build_parser", "main"]
 
@@ -51,36 +50,23 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     args = parser.parse_args(argv)
+    code = 0
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a reader gone before the last buffered line: caught here
+        return code
     except AllnetError as exc:
         print(f"allnet: error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:
         _silence_stdout()
-        return 0
+        return code
     except OSError as exc:
-        print(f"allnet: error: {_describe_os_error(exc)}", file=sys.stderr)
+        print(f"allnet: error: {describe_os_error(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("allnet: interrupted", file=sys.stderr)
         return 130
-
-
-def _describe_os_error(exc: OSError) -> str:
-    """``PATH: reason`` for an operating-system error, with a hint for the common ones."""
-    where = exc.filename if exc.filename is not None else "output"
-    reason = exc.strerror or str(exc)
-    hints = {
-        errno.ENOSPC: "free some space or choose another output folder",
-        errno.EACCES: "choose a folder you can write to",
-        errno.EROFS: "choose a folder on a writable disk",
-        errno.ENOTDIR: "a file stands where a folder is needed; choose another path",
-        errno.EEXIST: "a file of that name exists; choose another path",
-        errno.EISDIR: "a folder stands where a file is needed; name a file",
-    }
-    hint = hints.get(exc.errno)
-    return f"{where}: {reason}" + (f" ({hint})" if hint else "")
 
 
 def _silence_stdout() -> None:

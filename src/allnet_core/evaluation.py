@@ -1,4 +1,9 @@
-"""Scoring a trained ALLNet model on a labelled dataset (``allnet evaluate``)."""
+"""Scoring a trained ALLNet model on a labelled dataset (``allnet evaluate``).
+
+A dataset of one class is scored too: a set of healthy cells alone measures specificity,
+a set of blasts alone recall. Metrics that need both classes (MCC, ROC AUC) are then
+undefined, and the report says why (:func:`allnet_core.metrics.undefined_reasons`).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from allnet_core.classes import CLASS_NAMES, NEGATIVE_CLASS, POSITIVE_CLASS
+from allnet_core.classes import CLASS_NAMES
 from allnet_core.errors import ModelError
 from allnet_core.model.files import find_model_file
 from allnet_core.progress import CancelLike, ProgressCallback, check_cancel, emit
@@ -27,8 +32,9 @@ class EvaluationResult:
     metrics : dict
         From :func:`allnet_core.metrics.binary_metrics`.
     predictions : pandas.DataFrame
-        ``path``, ``subject``, ``label``, ``p_all`` (calibrated by the model card),
-        ``predicted``, ``p_all_raw`` per image.
+        One row per image, :func:`allnet_core.metrics.prediction_table`: ``source``,
+        ``subject``, ``true_class``, ``class`` (ALL or HEM at the threshold), ``p_all``
+        (calibrated by the model card), then ``p_all_raw`` (uncalibrated).
     per_subject : pandas.DataFrame
         From :func:`allnet_core.metrics.per_subject_summary`.
     report : pathlib.Path or None
@@ -62,6 +68,7 @@ def evaluate(
     threshold: float = 0.5,
     progress: ProgressCallback | None = None,
     cancel: CancelLike | None = None,
+    classes=None,
 ) -> EvaluationResult:
     """Score a model on every image of a labelled dataset.
 
@@ -76,7 +83,7 @@ def evaluate(
         shows the expected calibration error before and after).
     dataset : path-like or pandas.DataFrame
         A dataset folder (see :func:`allnet_core.datasets.discover`) or a table with
-        ``path``, ``label``, ``subject``.
+        ``path``, ``label``, ``subject``. One class only is allowed.
     out_dir : path-like, optional
         Where to write ``metrics.json``, ``predictions.csv``, ``per_subject.csv``,
         ``confusion.png``, ``reliability.png`` and ``report.md``.
@@ -87,6 +94,9 @@ def evaluate(
     progress, cancel
         Progress events (``evaluate_start``, ``evaluate_batch``, ``evaluate_end``) and a
         cancel token checked between batches.
+    classes : mapping or str, optional
+        Class folder names beyond the built-in ones for a dataset folder, e.g.
+        ``"blast=ALL,normal=HEM"`` (see :func:`allnet_core.datasets.parse_class_map`).
 
     Returns
     -------
@@ -97,17 +107,27 @@ def evaluate(
     ModelError
         For a model that :func:`allnet_core.model.load_model` refuses, one whose classes
         are not ALL and HEM, or one whose input is not square.
+    OutputError
+        ``out_dir`` is a file or cannot be written (checked before any work).
     """
     from allnet_core.datasets.table import as_table
     from allnet_core.feed import TrainingFeed
-    from allnet_core.metrics import binary_metrics, labels_to_int, per_subject_summary
+    from allnet_core.io import check_output_dir
+    from allnet_core.metrics import (
+        binary_metrics,
+        labels_to_int,
+        per_subject_summary,
+        prediction_table,
+    )
     from allnet_core.model.calibration import calibration_summary
     from allnet_core.model.predict import Predictor
     from allnet_core.report import write_evaluation_report
 
+    if out_dir is not None:
+        check_output_dir(out_dir)  # a file, a read-only folder: refused before the work
     loaded = _load_binary_model(model_or_run)
     path, size = loaded.path, loaded.input_size[0]
-    table, _ = as_table(dataset)
+    table, _ = as_table(dataset, classes=classes, require_both_classes=False)
     emit(progress, "evaluate_start", model=str(path), n=len(table), input_size=size)
     feed = TrainingFeed(table["path"].tolist(), table["label"].tolist(), plan=None,
                         batch_size=batch_size, input_size=size, augmenter=None,
@@ -125,9 +145,7 @@ def evaluate(
     calibration = {**calibration_summary(labels_to_int(table["label"].to_numpy()), p_raw, p),
                    "calibrated": bool(loaded.card is not None and loaded.card.usable)}
     metrics.update(ece_before=calibration["ece_before"], ece_after=calibration["ece_after"])
-    predictions = table[["path", "subject", "label"]].assign(
-        p_all=p, predicted=np.where(p >= threshold, POSITIVE_CLASS, NEGATIVE_CLASS),
-        p_all_raw=p_raw)
+    predictions = prediction_table(table, p, threshold).assign(p_all_raw=p_raw)
     per_subject = per_subject_summary(predictions, threshold=threshold)
     report = None
     if out_dir is not None:

@@ -23,6 +23,7 @@ Conversions (documented contract of :func:`read_rgb`):
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -32,12 +33,14 @@ from typing import Any
 
 import numpy as np
 
-from allnet_core.errors import ImageReadError
+from allnet_core.errors import ImageReadError, OutputError
 
 __all__ = [
     "IMAGE_SUFFIXES",
     "as_rgb_uint8",
     "atomic_write",
+    "check_output_dir",
+    "check_output_file",
     "find_images",
     "read_rgb",
     "write_csv",
@@ -210,13 +213,84 @@ def find_images(root: str | os.PathLike, recursive: bool = True) -> list[Path]:
 # --------------------------------------------------------------------------- writing
 
 
+def check_output_dir(path: str | os.PathLike, what: str = "--out") -> Path:
+    """Check, before any work starts, that ``path`` is or can become a writable folder.
+
+    Nothing is created: the nearest existing folder on the way to ``path`` is probed by
+    creating and deleting a hidden temporary file in it, so a read-only disk, a missing
+    permission or a full inode table is found now rather than after hours of work.
+
+    Parameters
+    ----------
+    path : path-like
+        The output folder.
+    what : str
+        How the user named it (``"--out"``), for the message.
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    OutputError
+        ``path`` (or a folder on its way) is a file, or the folder cannot be written.
+    """
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise OutputError(errno.ENOTDIR, f"{what} names a file, not a folder", str(p))
+    _probe_writable(_nearest_existing(p), what)
+    return p
+
+
+def check_output_file(path: str | os.PathLike, what: str = "--out") -> Path:
+    """Check, before any work starts, that the file ``path`` can be written.
+
+    ``path`` must not be a folder, and its folder must be (or can become) writable
+    (see :func:`check_output_dir`). Nothing is created.
+
+    Raises
+    ------
+    OutputError
+        ``path`` is a folder, a file stands where its folder should be, or the folder
+        cannot be written.
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise OutputError(errno.EISDIR, f"{what} names a folder, not a file", str(p))
+    check_output_dir(p.parent, what=f"the folder of {what}")
+    return p
+
+
+def _nearest_existing(p: Path) -> Path:
+    """``p`` or its nearest ancestor that exists; an error if that one is a file."""
+    q = p.absolute()
+    while not q.exists() and q != q.parent:
+        q = q.parent
+    if not q.is_dir():
+        raise OutputError(errno.ENOTDIR, f"is a file, not a folder (on the way to {p})", str(q))
+    return q
+
+
+def _probe_writable(folder: Path, what: str) -> None:
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".allnet-probe.")
+    except OSError as exc:
+        raise OutputError(exc.errno or errno.EACCES,
+                          f"cannot write in this folder ({exc.strerror or exc}), needed for "
+                          f"{what}", str(folder)) from exc
+    os.close(fd)
+    os.unlink(probe)
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it onto ``path``.
 
     A crash, a full disk or an exception inside the block never leaves a half-written
     file under the real name: the temporary file is removed and ``path`` keeps its old
-    content, if any.
+    content, if any. An operating-system error (a full disk, a read-only folder) is raised
+    as :class:`~allnet_core.errors.OutputError` naming ``path``.
 
     Examples
     --------
@@ -224,8 +298,12 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     ...     model.save(tmp)
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.",
+                                   suffix=path.suffix)
+    except OSError as exc:
+        raise _output_error(exc, path) from exc
     os.close(fd)
     tmp = Path(tmp)
     try:
@@ -234,9 +312,20 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the user's usual mode
         os.replace(tmp, path)
+    except OSError as exc:  # a full disk, a read-only folder: name the file being written
+        tmp.unlink(missing_ok=True)
+        raise _output_error(exc, path) from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _output_error(exc: OSError, path: Path) -> OSError:
+    """``exc`` as an :class:`OutputError` naming ``path`` (the real name being written),
+    when it is an operating-system error with an error number; else ``exc`` itself."""
+    if isinstance(exc, OutputError) or exc.errno is None:
+        return exc
+    return OutputError(exc.errno, exc.strerror or str(exc), str(path))
 
 
 def _umask() -> int:

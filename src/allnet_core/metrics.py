@@ -24,20 +24,29 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from allnet_core.classes import CLASS_NAMES, POSITIVE_CLASS
+from allnet_core.classes import CLASS_NAMES, NEGATIVE_CLASS, POSITIVE_CLASS
 from allnet_core.errors import ConfigError, DatasetError
 
 __all__ = [
     "METRIC_NAMES",
+    "PREDICTION_COLUMNS",
     "binary_metrics",
     "as_float",
     "json_safe",
     "labels_to_int",
     "per_subject_summary",
+    "prediction_table",
+    "undefined_reasons",
 ]
 
 #: Scalar metrics returned by :func:`binary_metrics`, in the order reports show them.
 METRIC_NAMES = ("accuracy", "specificity", "recall", "precision", "f1", "mcc", "roc_auc")
+
+#: Columns of a prediction table (:func:`prediction_table`; ``predictions.csv`` of
+#: ``allnet evaluate`` and of a training run's hold-out), in the vocabulary of
+#: ``allnet classify``'s cell table: ``source`` the file, ``class`` the class at the
+#: threshold (ALL or HEM; the cell table's ``call`` also says uncertain or out of scope).
+PREDICTION_COLUMNS = ("source", "subject", "true_class", "class", "p_all")
 
 
 def labels_to_int(labels: Sequence | np.ndarray) -> np.ndarray:
@@ -132,8 +141,10 @@ def binary_metrics(y_true, p_all, threshold: float = 0.5) -> dict[str, float | i
         ``n``, ``tn``, ``fp``, ``fn``, ``tp`` (ints) and ``accuracy``, ``specificity``
         (TN / (TN + FP)), ``recall`` (sensitivity, TP / (TP + FN)), ``precision``, ``f1``,
         ``mcc``, ``roc_auc`` (floats, fractions). A metric whose denominator is zero is
-        ``nan``; MCC is 0 when a row or column of the confusion matrix is empty
-        (scikit-learn's convention), ROC AUC is ``nan`` when only one class is present.
+        ``nan``. With one true class only (a set of healthy cells, to measure
+        specificity) MCC and ROC AUC are ``nan``, and so are recall and F1 when no cell is
+        truly ALL; :func:`undefined_reasons` says why. With both true classes but one
+        predicted class MCC is 0 (scikit-learn's convention for a degenerate matrix).
 
     Raises
     ------
@@ -153,12 +164,9 @@ def binary_metrics(y_true, p_all, threshold: float = 0.5) -> dict[str, float | i
         tn = fp = fn = tp = 0
     recall = _ratio(tp, tp + fn)
     precision = _ratio(tp, tp + fp)
-    f1 = _ratio(2 * tp, 2 * tp + fp + fn)
-    if y.size:
-        mcc = float(matthews_corrcoef(y, pred)) if len(np.unique(np.r_[y, pred])) > 1 else 0.0
-    else:
-        mcc = math.nan
-    both = y.size and 0 < y.sum() < y.size
+    f1 = _ratio(2 * tp, 2 * tp + fp + fn) if tp + fn else math.nan  # F1 needs recall
+    both = bool(y.size) and 0 < y.sum() < y.size
+    mcc = float(matthews_corrcoef(y, pred)) if both else math.nan
     auc = float(roc_auc_score(y, p)) if both else math.nan
     return {
         "n": int(y.size),
@@ -177,6 +185,76 @@ def binary_metrics(y_true, p_all, threshold: float = 0.5) -> dict[str, float | i
     }
 
 
+def undefined_reasons(metrics: dict) -> dict[str, str]:
+    """Why each undefined metric of :func:`binary_metrics` is undefined.
+
+    Parameters
+    ----------
+    metrics : dict
+        From :func:`binary_metrics` (or read back from ``metrics.json``, ``None`` for
+        undefined).
+
+    Returns
+    -------
+    dict
+        ``{metric: reason}`` for each of :data:`METRIC_NAMES` that is ``nan`` or ``None``.
+
+    Examples
+    --------
+    >>> m = binary_metrics(["HEM", "HEM", "HEM"], [0.1, 0.7, 0.2])
+    >>> round(m["specificity"], 3)
+    0.667
+    >>> undefined_reasons(m)["recall"]
+    'no ALL cell in the set'
+    >>> undefined_reasons(m)["roc_auc"]
+    'needs both classes; the set has HEM only'
+    """
+    n_all, n_hem = metrics["tp"] + metrics["fn"], metrics["tn"] + metrics["fp"]
+    present = [name for name, n in ((POSITIVE_CLASS, n_all), (NEGATIVE_CLASS, n_hem)) if n]
+    both = f"needs both classes; the set has {present[0]} only" if len(present) == 1 \
+        else "no cells"
+    why = {
+        "accuracy": "no cells",
+        "specificity": f"no {NEGATIVE_CLASS} cell in the set",
+        "recall": f"no {POSITIVE_CLASS} cell in the set",
+        "f1": f"no {POSITIVE_CLASS} cell in the set",
+        "precision": f"no cell called {POSITIVE_CLASS}",
+        "mcc": both,
+        "roc_auc": both,
+    }
+    return {name: why[name] for name in METRIC_NAMES
+            if not math.isfinite(as_float(metrics.get(name)))}
+
+
+def prediction_table(table: pd.DataFrame, p_all, threshold: float = 0.5) -> pd.DataFrame:
+    """One row per image of a labelled dataset table: its file, truth, call and P(ALL).
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        A dataset table: ``path``, ``subject``, ``label`` (the true class).
+    p_all : array_like of float
+        P(ALL) per row.
+    threshold : float
+        An image is called ALL when ``p_all >= threshold``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`PREDICTION_COLUMNS`: ``source`` (the file), ``subject``,
+        ``true_class``, ``class`` (``"ALL"`` or ``"HEM"`` at the threshold) and ``p_all``, the
+        names of ``allnet classify``'s cell table.
+    """
+    p = _check_probabilities(p_all, len(table))
+    return pd.DataFrame({
+        "source": table["path"].astype(str).to_numpy(),
+        "subject": table["subject"].to_numpy(),
+        "true_class": table["label"].to_numpy(),
+        "class": np.where(p >= threshold, POSITIVE_CLASS, NEGATIVE_CLASS),
+        "p_all": p,
+    }, columns=list(PREDICTION_COLUMNS))
+
+
 def per_subject_summary(
     table: pd.DataFrame,
     threshold: float = 0.5,
@@ -187,7 +265,9 @@ def per_subject_summary(
     Parameters
     ----------
     table : pandas.DataFrame
-        Columns ``subject``, ``label`` (``"ALL"``/``"HEM"``) and ``p_all``.
+        Columns ``subject``, ``true_class`` (``"ALL"``/``"HEM"``; a dataset table's
+        ``label`` is read when there is no ``true_class``) and ``p_all``, such as a
+        :func:`prediction_table`.
     threshold : float
         A cell is called ALL when ``p_all >= threshold``.
     subject_threshold : float
@@ -196,15 +276,16 @@ def per_subject_summary(
     Returns
     -------
     pandas.DataFrame
-        Columns ``subject``, ``cells``, ``true_label`` (the majority label of the
+        Columns ``subject``, ``cells``, ``true_class`` (the majority class of the
         subject's cells; C-NMC subjects hold one class only), ``fraction_all`` (fraction of
-        cells called ALL), ``mean_p_all``, ``cell_accuracy``, ``predicted_label`` and
-        ``correct``, sorted by subject.
+        cells called ALL), ``mean_p_all``, ``cell_accuracy``, ``class`` (the subject's
+        call) and ``correct``, sorted by subject.
     """
-    missing = {"subject", "label", "p_all"} - set(table.columns)
+    truth = "true_class" if "true_class" in table.columns else "label"
+    missing = {"subject", truth, "p_all"} - set(table.columns)
     if missing:
         raise DatasetError(f"per-subject summary needs columns {sorted(missing)}")
-    y = labels_to_int(table["label"].to_numpy())
+    y = labels_to_int(table[truth].to_numpy())
     p = _check_probabilities(table["p_all"].to_numpy(), y.shape[0])
     frame = pd.DataFrame(
         {"subject": table["subject"].astype(str).to_numpy(), "y": y, "p": p,
@@ -213,20 +294,20 @@ def per_subject_summary(
     rows = []
     for subject, g in frame.groupby("subject", sort=True):
         frac_all = float(g["called"].mean())
-        truth = int(g["y"].mean() >= 0.5)
+        is_all = int(g["y"].mean() >= 0.5)
         call = int(frac_all >= subject_threshold)
         rows.append(
             {
                 "subject": subject,
                 "cells": len(g),
-                "true_label": CLASS_NAMES[truth],
+                "true_class": CLASS_NAMES[is_all],
                 "fraction_all": frac_all,
                 "mean_p_all": float(g["p"].mean()),
                 "cell_accuracy": float((g["called"] == g["y"]).mean()),
-                "predicted_label": CLASS_NAMES[call],
-                "correct": bool(call == truth),
+                "class": CLASS_NAMES[call],
+                "correct": bool(call == is_all),
             }
         )
-    columns = ["subject", "cells", "true_label", "fraction_all", "mean_p_all",
-               "cell_accuracy", "predicted_label", "correct"]
+    columns = ["subject", "cells", "true_class", "fraction_all", "mean_p_all",
+               "cell_accuracy", "class", "correct"]
     return pd.DataFrame(rows, columns=columns)

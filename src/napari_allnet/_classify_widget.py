@@ -40,8 +40,9 @@ from napari_allnet._colors import (
     legend_html,
     outline_colormap,
 )
-from napari_allnet._common import LayerProblem, layer_rgb, place_like, upsert_layer
+from napari_allnet._common import LayerProblem, layer_pixels, place_like, upsert_layer
 from napari_allnet._job_widget import JobWidget, full_width, wrap_text
+from napari_allnet._large import classify_large_layer
 from napari_allnet._writer import IMAGE_KEY
 
 if TYPE_CHECKING:
@@ -218,15 +219,16 @@ class ClassifyWidget(JobWidget):
             return
         image = self.image.value
         try:
-            rgb = layer_rgb(image, "Classify cells")
-            labels = self._labels_for(rgb)
+            rgb, lazy = layer_pixels(image, "Classify cells")  # a large layer: in tiles
+            labels = self._no_labels() if lazy else self._labels_for(rgb)
             model = self._model_path()
         except LayerProblem as exc:
             self._refuse(exc)
             return
         self.status.value = ("Classifying..." if self.client.is_alive()
                              else "Starting the worker...")
-        self._launch(run_classification, self.client, rgb, labels, model, self.tta.value,
+        job = classify_large_layer if lazy else run_classification
+        self._launch(job, self.client, rgb, labels, model, self.tta.value,
                      self.gradcam.value, yielded=self._on_event,
                      returned=lambda r: self._show(image, r), progress=0, cancellable=True)
 
@@ -245,6 +247,12 @@ class ClassifyWidget(JobWidget):
                 f"Classify cells: the labels layer {layer.name!r} is empty: segment first "
                 "(or choose no labels layer to segment automatically).")
         return data
+
+    def _no_labels(self) -> None:
+        """A large image is segmented by the worker: refuse a chosen labels layer."""
+        if self.labels.value is not None:
+            raise LayerProblem("Classify cells: the image is large (tiled); leave 'cells' "
+                               "empty, it is segmented in tiles by the worker.")
 
     def _on_event(self, event: dict[str, Any]) -> None:
         kind = event.get("kind")
@@ -301,7 +309,7 @@ class ClassifyWidget(JobWidget):
         out = table["label"].to_numpy()[np.asarray(calls) == "out_of_scope"].astype(int)
         if not len(out) and name not in self._viewer.layers:
             return
-        data = np.where(np.isin(labels, out), labels, 0).astype(np.int32)
+        data = _only(labels, out)
         layer = upsert_layer(self._viewer, name, data, "labels",
                              colormap=outline_colormap(out), opacity=1.0, **place_like(image))
         layer.contour = 2  # outlined, not filled (not an argument of add_labels)
@@ -333,3 +341,15 @@ class ClassifyWidget(JobWidget):
             show_error(f"Export CSV failed: {exc}")
         else:
             show_info(f"Saved {saved}")
+
+
+def _only(labels, keep: np.ndarray):
+    """``labels`` with every label but ``keep`` set to 0: an array, or lazily a dask array
+    or a pyramid of them (the labels of a large image)."""
+    if isinstance(labels, np.ndarray):
+        return np.where(np.isin(labels, keep), labels, 0).astype(np.int32)
+    import dask.array as da
+
+    levels = [da.where(da.isin(level, keep), level, 0).astype(np.int32)
+              for level in (labels if isinstance(labels, list) else [labels])]
+    return levels if isinstance(labels, list) else levels[0]

@@ -11,7 +11,8 @@ import numpy as np
 from allnet_core.errors import AllnetError, ImageReadError
 
 __all__ = [
-    "LayerProblem", "default_of", "layer_rgb", "place_like", "upsert_layer",
+    "LayerProblem", "default_of", "layer_pixels", "layer_rgb", "lazy_layer_rgb", "place_like",
+    "upsert_layer",
 ]
 
 
@@ -29,13 +30,44 @@ def layer_rgb(layer, task: str) -> np.ndarray:
     task : str
         What the pixels are for, named in the messages (e.g. ``"Segment cells"``).
     """
+    data = np.asarray(_layer_data(layer, task))
+    try:
+        return _as_rgb(data, layer.name)
+    except ImageReadError as exc:
+        raise LayerProblem(f"{task}: {exc}") from exc
+
+
+def layer_pixels(layer, task: str):
+    """``(pixels, lazy)``: a large layer's lazy dask array (:func:`lazy_layer_rgb`) and
+    True, or the in-memory pixels (:func:`layer_rgb`) and False."""
+    lazy = lazy_layer_rgb(layer, task)
+    return (lazy, True) if lazy is not None else (layer_rgb(layer, task), False)
+
+
+def lazy_layer_rgb(layer, task: str):
+    """A large layer's pixels as a lazy ``HxWx3 uint8`` dask array, None for others.
+
+    Large means not held in memory: a dask or zarr array, or a multiscale layer (its full
+    resolution level). Nothing is read here. Raises :class:`LayerProblem` as
+    :func:`layer_rgb` does.
+    """
+    data = _layer_data(layer, task)
+    if isinstance(data, np.ndarray) and not getattr(layer, "multiscale", False):
+        return None
+    from allnet_core.io_lazy import open_rgb_lazy
+
+    try:
+        return open_rgb_lazy(data)
+    except ImageReadError as exc:
+        raise LayerProblem(f"{task}: {exc}") from exc
+
+
+def _layer_data(layer, task: str):
+    """The layer's (full resolution) data after the checks of :func:`layer_rgb`, unread."""
     if layer is None:
         raise LayerProblem(f"{task}: no image layer chosen. Open a colour image (or a sample: "
                            "File > Open Sample > ALLNet) and choose it.")
-    if getattr(layer, "multiscale", False):
-        data = np.asarray(layer.data[0])
-    else:
-        data = np.asarray(layer.data)
+    data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
     if not getattr(layer, "rgb", False) or data.ndim == 2:
         raise LayerProblem(
             f"{task} needs an RGB colour image, but layer {layer.name!r} is a grayscale "
@@ -46,10 +78,7 @@ def layer_rgb(layer, task: str) -> np.ndarray:
         raise LayerProblem(
             f"{task} works on one 2-D colour image, but layer {layer.name!r} has shape "
             f"{data.shape} (a stack or volume). Split the stack and choose one image.")
-    try:
-        return _as_rgb(data, layer.name)
-    except ImageReadError as exc:
-        raise LayerProblem(f"{task}: {exc}") from exc
+    return data
 
 
 def _as_rgb(data: np.ndarray, name: str) -> np.ndarray:

@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, PushButton, SpinBox, create_widget
 
-from napari_allnet._common import LayerProblem, default_of, layer_rgb, place_like
+from napari_allnet._common import LayerProblem, default_of, layer_pixels, place_like
 from napari_allnet._job_widget import JobWidget, full_width
+from napari_allnet._large import segment_large_layer
 
 if TYPE_CHECKING:
     import napari
@@ -133,15 +134,16 @@ class SegmentWidget(JobWidget):
             return
         layer = self.image.value
         try:
-            rgb = layer_rgb(layer, "Segment cells")
+            rgb, lazy = layer_pixels(layer, "Segment cells")  # a large layer: in tiles
         except LayerProblem as exc:
             self._refuse(exc)
             return
         params = {"method": self.method.value, "min_area": self.min_area.value or None,
                   "low": self.low.value, "high": self.high.value, "space": self.space.value,
                   "segmented": self.add_segmented.value}
-        self.status.value = f"Segmenting {layer.name}..."
-        self._launch(segment, rgb, returned=lambda r: self._show(layer, r, params), **params)
+        self.status.value = f"Segmenting {layer.name}" + (" in tiles..." if lazy else "...")
+        job = segment_large_layer if lazy else segment
+        self._launch(job, rgb, returned=lambda r: self._show(layer, r, params), **params)
 
     def _show(self, layer, result: dict[str, Any], params: dict[str, Any]) -> None:
         from napari_allnet._common import upsert_layer

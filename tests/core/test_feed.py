@@ -207,7 +207,9 @@ def test_keras_fit_sees_every_sample_once_per_epoch(files):
                               keras.layers.GlobalAveragePooling2D(),
                               keras.layers.Dense(2, activation="softmax")])
     model.compile(optimizer="adam", loss="categorical_crossentropy")
-    history = model.fit(feed, epochs=2, shuffle=False, verbose=0)
+    # the callback pins the feed to Keras' epoch (JAX makes one more pass to build the model)
+    history = model.fit(feed, epochs=2, shuffle=False, verbose=0,
+                        callbacks=[feed.epoch_callback()])
     assert len(history.history["loss"]) == 2
     # every batch of each epoch is built with that epoch's order (epoch 0 also serves the
     # first batches Keras peeks at to learn the output signature)

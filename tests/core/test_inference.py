@@ -613,7 +613,7 @@ def test_evaluate_reads_the_column_that_the_class_names_give_to_all(trained, tmp
     np.testing.assert_allclose(flipped.predictions["p_all"], 1 - ref, atol=1e-5)
     p_classify = Classifier.load(run / "fold_1" / "model.keras").classify_cells(images)
     np.testing.assert_allclose(flipped.predictions["p_all"], p_classify, atol=1e-5)
-    assert (flipped.predictions["predicted"] == np.where(p_classify >= 0.5, "ALL", "HEM")).all()
+    assert (flipped.predictions["class"] == np.where(p_classify >= 0.5, "ALL", "HEM")).all()
     (run / "config.json").write_text(json.dumps({"class_names": ["ALL", "blast"]}))
     with pytest.raises(ModelError, match="ALL against HEM"):
         evaluate(run / "fold_1" / "model.keras", table)

@@ -17,6 +17,8 @@ from allnet_core.metrics import (
     json_safe,
     labels_to_int,
     per_subject_summary,
+    prediction_table,
+    undefined_reasons,
 )
 
 
@@ -70,7 +72,12 @@ def test_single_class_is_nan_safe():
     m = binary_metrics(["ALL"] * 4, [0.9, 0.8, 0.7, 0.2])
     assert math.isnan(m["roc_auc"]) and math.isnan(m["specificity"])
     assert m["recall"] == pytest.approx(0.75) and m["precision"] == 1.0
-    assert m["mcc"] == 0.0  # scikit-learn's convention for a degenerate matrix
+    # one true class: nothing to correlate with (scikit-learn would say 0, which reads as
+    # "at chance"); undefined, and the reason is given
+    assert math.isnan(m["mcc"])
+    assert set(undefined_reasons(m)) == {"specificity", "mcc", "roc_auc"}
+    # both true classes, one predicted class: scikit-learn's 0 for a degenerate matrix
+    assert binary_metrics(["ALL", "HEM"], [0.9, 0.8])["mcc"] == 0.0
     none_called = binary_metrics(["ALL", "HEM"], [0.1, 0.2])
     assert math.isnan(none_called["precision"])
     assert none_called["f1"] == 0.0
@@ -116,15 +123,40 @@ def test_per_subject_summary():
     assert list(s.index) == ["1", "h2", "h3"]
     assert s.loc["1", "cells"] == 3
     assert s.loc["1", "fraction_all"] == pytest.approx(2 / 3)
-    assert s.loc["1", "predicted_label"] == "ALL" and s.loc["1", "correct"]
+    assert s.loc["1", "class"] == "ALL" and s.loc["1", "correct"]
     assert s.loc["h2", "fraction_all"] == 0.0 and s.loc["h2", "correct"]
     assert s.loc["h3", "fraction_all"] == pytest.approx(0.75)
-    assert s.loc["h3", "predicted_label"] == "ALL" and not s.loc["h3", "correct"]
+    assert s.loc["h3", "class"] == "ALL" and not s.loc["h3", "correct"]
     assert s.loc["h3", "cell_accuracy"] == pytest.approx(0.25)
     assert s.loc["h3", "mean_p_all"] == pytest.approx(0.6)
     # a stricter subject rule flips the call
     strict = per_subject_summary(table, subject_threshold=0.8).set_index("subject")
-    assert strict.loc["h3", "predicted_label"] == "HEM"
+    assert strict.loc["h3", "class"] == "HEM"
+
+
+def test_healthy_cells_only_give_specificity_with_reasons_for_the_rest():
+    m = binary_metrics(["HEM"] * 4, [0.1, 0.6, 0.2, 0.3])
+    assert (m["tn"], m["fp"], m["fn"], m["tp"]) == (3, 1, 0, 0)
+    assert m["specificity"] == pytest.approx(0.75) and m["accuracy"] == pytest.approx(0.75)
+    assert m["precision"] == 0.0  # the one ALL call was wrong
+    for name in ("recall", "f1", "mcc", "roc_auc"):
+        assert math.isnan(m[name])
+    why = undefined_reasons(m)
+    assert why == {"recall": "no ALL cell in the set", "f1": "no ALL cell in the set",
+                   "mcc": "needs both classes; the set has HEM only",
+                   "roc_auc": "needs both classes; the set has HEM only"}
+    assert undefined_reasons(json.loads(json.dumps(json_safe(m)))) == why  # from metrics.json
+    assert undefined_reasons(binary_metrics(["ALL", "HEM"], [0.9, 0.1])) == {}
+
+
+def test_prediction_table_speaks_the_classify_vocabulary():
+    table = pd.DataFrame({"path": ["a.bmp", "b.bmp"], "subject": ["1", "h2"],
+                          "label": ["ALL", "HEM"]})
+    pred = prediction_table(table, [0.7, 0.7], threshold=0.6)
+    assert list(pred.columns) == ["source", "subject", "true_class", "class", "p_all"]
+    assert list(pred["class"]) == ["ALL", "ALL"] and list(pred["true_class"]) == ["ALL", "HEM"]
+    s = per_subject_summary(pred, threshold=0.6).set_index("subject")
+    assert s.loc["h2", "true_class"] == "HEM" and not s.loc["h2", "correct"]
 
 
 def test_per_subject_needs_columns():

@@ -31,6 +31,11 @@ class ProgressBar:
     def done(self) -> int:
         return int(self._bar.n)
 
+    def reset(self, total: int) -> None:
+        """Start again at 0 of ``total`` (elapsed time and ETA restart too)."""
+        self._bar.reset(total=max(int(total), 1))
+        self.total = self._bar.total
+
     def update(self, done: int | None = None, text: str = "", force: bool = False) -> None:
         """Move the bar to ``done`` (absolute) and show ``text`` after it."""
         if done is not None:

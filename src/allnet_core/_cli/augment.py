@@ -7,6 +7,8 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from allnet_core._cli._help import HelpFormatter, examples
+
     p = sub.add_parser(
         "augment", help="write a class-balanced, augmented copy of a dataset (paper Fig. 8)",
         description=(
@@ -17,7 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             "(class folders, fold folders kept, subjects.csv, augment_plan.csv). Note: "
             "augmenting before splitting puts near-copies of a cell on both sides of a "
             "per-image split; 'allnet train' balances the training part of each split only."
-        ))
+        ), formatter_class=HelpFormatter, epilog=examples(
+            "allnet augment data/C-NMC_Leukemia --out data/balanced     # 6000 per class",
+            "allnet augment data/small --out data/small_bal --per-class 500 --seed 1"))
     p.add_argument("data", type=Path, help="dataset folder (C-NMC layout or class folders)")
     p.add_argument("--out", type=Path, required=True, help="output folder (new or empty)")
     p.add_argument("--per-class", type=int, default=6000, metavar="N",
@@ -33,11 +37,13 @@ def _run(args: argparse.Namespace) -> int:
     from allnet_core.augment import write_balanced_dataset
     from allnet_core.datasets import discover
     from allnet_core.errors import ConfigError
+    from allnet_core.io import check_output_dir
 
     if args.per_class <= 0:
         raise ConfigError(f"--per-class must be a positive integer, got {args.per_class}")
     if args.workers is not None and args.workers <= 0:
         raise ConfigError(f"--workers must be a positive integer, got {args.workers}")
+    check_output_dir(args.out)  # before every image is decoded
     table = discover(args.data)
     bar = None
 

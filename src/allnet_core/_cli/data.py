@@ -23,8 +23,13 @@ def _count(text: str) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from allnet_core._cli._help import CLASSES_HELP, HelpFormatter, examples
+
     p = sub.add_parser("data", help="check a dataset folder or write a synthetic one",
-                       description="Check a dataset folder or write a synthetic one.")
+                       description="Check a dataset folder or write a synthetic one.",
+                       formatter_class=HelpFormatter, epilog=examples(
+                           "allnet data check data/C-NMC_Leukemia",
+                           "allnet data synth data/synthetic --subjects 16"))
     data_sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
 
     c = data_sub.add_parser(
@@ -33,11 +38,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(unreadable, unlabelled or duplicate files, unknown class folders, one class only). "
         "Repeated problems are grouped: one line with the count and a few example paths. "
         "Exits with 1 when there are errors.",
-        epilog="example: allnet data check data/zheng --classes blast=ALL,normal=HEM --show 5")
+        formatter_class=HelpFormatter, epilog=examples(
+            "allnet data check data/C-NMC_Leukemia",
+            "allnet data check data/zheng --classes blast=ALL,normal=HEM --show 5",
+            "allnet data check data/C-NMC_Leukemia --against-listing kaggle_listing.tsv",
+            "allnet data check data/big --no-verify --show 0     # counts only, fast"))
     c.add_argument("root", type=Path, help="dataset folder (C-NMC layout or class folders)")
-    c.add_argument("--classes", metavar="MAP",
-                   help="class folder names beyond all/hem/blast/normal/...: NAME=ALL,NAME=HEM "
-                   "(case-insensitive), or a file with one NAME=CLASS per line")
+    c.add_argument("--classes", metavar="MAP", help=CLASSES_HELP)
     c.add_argument("--against-listing", type=Path, metavar="FILE",
                    help="official sha256 listing (TSV: sha256, size_bytes, path) to compare with")
     c.add_argument("--no-verify", action="store_true",
@@ -50,7 +57,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     s = data_sub.add_parser(
         "synth", help="write a synthetic dataset in the C-NMC layout",
         description="Write synthetic C-NMC-like cells (half patients with ALL cells, half "
-        "healthy donors with HEM cells, one stain style per subject).")
+        "healthy donors with HEM cells, one stain style per subject).",
+        formatter_class=HelpFormatter, epilog=examples(
+            "allnet data synth data/synthetic",
+            "allnet data synth /tmp/tiny --subjects 4 --cells-per-subject 5 --size 96"))
     s.add_argument("out", type=Path, help="output folder")
     s.add_argument("--subjects", type=int, default=8, help="number of subjects (default 8)")
     s.add_argument("--cells-per-subject", type=int, default=20,

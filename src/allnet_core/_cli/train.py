@@ -23,29 +23,71 @@ _CONFIG_FLAGS = (
     ("--split", "split", str, "subject (default, honest) or image (the paper's protocol)"),
     ("--seed", "seed", int, "random seed (default 0)"),
     ("--precision", "precision", str,
-     "float32 (default), mixed (float16 on a GPU, bfloat16 on a CPU), mixed_float16 or "
-     "mixed_bfloat16"),
+     "float32 (default), mixed (bfloat16 where the device supports it: CPUs, GPUs from "
+     "Ampere on; else float16), mixed_float16 or mixed_bfloat16"),
     ("--dense-units", "dense_units", int, "width of the two dense layers (paper: 4096)"),
     ("--workers", "workers", int, "image-reading threads of the training feed"),
     ("--checkpoint-every", "checkpoint_every", int, "save a resumable checkpoint every N epochs"),
+    ("--feed", "feed", str,
+     "cached (default: each fold's augmented images built once on disk, fast) or stream "
+     "(read and augment every batch from the image files, no extra disk)"),
+    ("--cache-dir", "cache_dir", str,
+     "folder for the image caches, kept and reused across runs (default: in the run "
+     "folder, deleted when each fold is done)"),
 )
+
+
+#: What each preset of TrainConfig's PROFILES is for (the numbers come from the table).
+_PROFILE_USE = {
+    "paper": "the paper's protocol (default): GPU work, weeks on a CPU",
+    "quick": "a CPU demo in minutes on small inputs; not the paper's model",
+}
+
+
+def _profile_lines() -> str:
+    """One line per preset of :data:`~allnet_core.training.config.PROFILES`, from the
+    table itself (imported only when ``train --help`` is shown)."""
+    from allnet_core.training.config import PROFILES, TrainConfig
+
+    width = max(map(len, PROFILES))
+    lines = ["profiles (--profile NAME; a flag given overrides the profile's value):"]
+    for name in PROFILES:
+        c = TrainConfig.from_profile(name)
+        lines.append(f"  {name:<{width}}  {_PROFILE_USE.get(name, '')}")
+        lines.append(f"  {'':<{width}}  input {c.input_size} px, {c.epochs} epochs x {c.folds} "
+                     f"folds, {c.per_class} images per class, dense {c.dense_units}, lr "
+                     f"{c.lr:g}, batch {c.batch_size}")
+    return "\n".join(lines) + "\n\n"
 
 
 def register(subparsers) -> None:
     """Add the ``train``, ``evaluate`` and ``demo`` commands."""
+    from allnet_core._cli._help import CLASSES_HELP, HelpFormatter, examples
+
+    class TrainHelp(HelpFormatter):
+        expansions = {"<profiles>\n": _profile_lines}
+
     p = subparsers.add_parser(
         "train", help="train ALLNet with hold-out + k-fold cross-validation",
         description="Train ALLNet on a labelled dataset folder (C-NMC layout or class "
         "folders): a subject-grouped hold-out, k folds on the rest, a run folder with models, "
-        "metrics and a Markdown report. Defaults are the paper's protocol.")
+        "metrics and a Markdown report. Defaults are the paper's protocol.",
+        formatter_class=TrainHelp, epilog="<profiles>\n" + examples(
+            "allnet train data/C-NMC_Leukemia --out runs/paper       # the paper's protocol",
+            "allnet train data/ --out runs/quick --profile quick      # minutes on a CPU",
+            "allnet train data/ --out runs/quick --resume             # continue after Ctrl-C",
+            "allnet train cells/ --out runs/r1 --classes blast_cells=ALL,donor=HEM"))
     p.add_argument("data", type=Path, help="dataset folder")
     p.add_argument("--out", type=Path, required=True, help="run folder to create (or resume)")
     # Values are checked by TrainConfig (allnet_core.training.config), the one home of the
     # profiles, splits and precisions: --help stays free of the training imports.
     p.add_argument("--profile", default=None,
-                   help="preset of defaults: paper (default) or quick (a small CPU demo)")
+                   help="preset of defaults: paper (default) or quick; see profiles below")
     for flag, dest, typ, text in _CONFIG_FLAGS:
         p.add_argument(flag, dest=dest, type=typ, default=None, help=text)
+    p.add_argument("--classes", default=None, metavar="MAP", help=CLASSES_HELP)
+    p.add_argument("--epoch-flips", dest="epoch_flips", action="store_true", default=None,
+                   help="flip and turn every training image at random, anew every epoch")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last saved epoch")
     p.set_defaults(func=run_train)
@@ -53,19 +95,30 @@ def register(subparsers) -> None:
     e = subparsers.add_parser(
         "evaluate", help="score a trained model on a labelled dataset",
         description="Score a model file (.keras) or a run folder's best model on a dataset; "
-        "writes metrics.json, predictions.csv, per_subject.csv, confusion.png and report.md.")
+        "writes metrics.json, predictions.csv, per_subject.csv, confusion.png and report.md. "
+        "A dataset of one class is scored too (healthy cells alone measure specificity); "
+        "metrics that need both classes are then shown as n/a, with the reason.",
+        formatter_class=HelpFormatter, epilog=examples(
+            "allnet evaluate runs/paper test_data/ --out eval/",
+            "allnet evaluate runs/paper/fold_2/model.keras donors/ --out eval_hem/"
+            "   # healthy only",
+            "allnet evaluate runs/paper other_set/ --out eval/ --classes blast=ALL,normal=HEM"))
     e.add_argument("model", type=Path, help="a .keras model or a training run folder")
     e.add_argument("data", type=Path, help="dataset folder")
     e.add_argument("--out", type=Path, required=True, help="output folder")
     e.add_argument("--batch-size", type=int, default=32, help="images per batch (32)")
     e.add_argument("--threshold", type=float, default=0.5, help="P(ALL) cut-off (0.5)")
+    e.add_argument("--classes", default=None, metavar="MAP", help=CLASSES_HELP)
     e.set_defaults(func=run_evaluate)
 
     d = subparsers.add_parser(
         "demo", help="synthesize data, train (quick profile), evaluate: the whole job in minutes",
         description="Write a subject-structured synthetic C-NMC-like dataset, train ALLNet with "
         "the quick profile (subject-grouped hold-out and folds), evaluate the best model on "
-        "synthetic cells of new subjects, and print where the report is.")
+        "synthetic cells of new subjects, and print where the report is.",
+        formatter_class=HelpFormatter, epilog=examples(
+            "allnet demo                                   # writes ./allnet-demo",
+            "allnet demo --out /tmp/demo --epochs 3        # a faster, rougher run"))
     d.add_argument("--out", type=Path, default=Path("allnet-demo"),
                    help="output folder (default ./allnet-demo)")
     d.add_argument("--subjects", type=int, default=32, help="synthetic subjects (32)")
@@ -102,6 +155,8 @@ class _TrainProgress:
         elif kind == "device":
             self._line(f"device: {event['device']} ({event['name']}), Keras backend "
                        f"{event['backend']}, precision {event['precision']}")
+        elif kind == "cache":
+            self._cache(event)
         elif kind == "fold_skipped":
             self._line(f"fold {event['fold']}/{event['folds']}: already complete, kept")
         elif kind == "fold_start":
@@ -130,8 +185,21 @@ class _TrainProgress:
             self._line(f"hold-out (fold {event['fold']} model): accuracy "
                        f"{100 * event['accuracy']:.2f} %, F1 {100 * event['f1']:.2f} %")
 
+    def _cache(self, event: dict) -> None:
+        what = f"fold {event.get('fold', '?')}/{event.get('folds', '?')}: {event['part']} images"
+        done, total = event["done"], event["total"]
+        if event["reused"]:
+            self._line(f"{what}: cache of {total} reused")
+        elif done == total:
+            self._line(f"{what}: cached {total} in {event['seconds']:.1f} s")
+        elif self.tty:
+            self.stream.write(f"\r\033[K{what}: caching {done}/{total}")
+            self.stream.flush()
+        elif done == 0:
+            self._line(f"{what}: caching {total} ...")
+
     def _line(self, text: str) -> None:
-        if self.bar is not None and self.tty:
+        if self.tty:
             self.stream.write("\r\033[K")
         self.stream.write(text + "\n")
         self.stream.flush()
@@ -174,17 +242,19 @@ def _config_from_args(args):
     from allnet_core.training import config_from_request
 
     fields = {dest: getattr(args, dest) for _, dest, _, _ in _CONFIG_FLAGS}
+    fields["epoch_flips"] = args.epoch_flips
     return config_from_request(fields, args.profile, args.out if args.resume else None)
 
 
-def _train(data, config, out: Path, resume: bool):
+def _train(data, config, out: Path, resume: bool, verify: bool = True):
     from allnet_core.errors import CancelledError
     from allnet_core.training import cross_validate
 
     bar = _TrainProgress()
     try:
         with _cancel_on_sigint() as token:
-            return cross_validate(data, config, out, progress=bar, cancel=token, resume=resume)
+            return cross_validate(data, config, out, progress=bar, cancel=token, resume=resume,
+                                  verify=verify)
     except CancelledError as exc:
         print(f"allnet: {exc}", file=sys.stderr)
         return None
@@ -192,10 +262,21 @@ def _train(data, config, out: Path, resume: bool):
         bar.close()
 
 
+def _dataset(args):
+    """The dataset argument of training: the folder, or with ``--classes`` its table read
+    with that class mapping (decoded once, like a folder)."""
+    if not args.classes:
+        return args.data, True
+    from allnet_core.datasets import discover
+
+    return discover(args.data, classes=args.classes), False
+
+
 def run_train(args) -> int:
     """Run ``allnet train``."""
     config = _config_from_args(args)
-    result = _train(args.data, config, args.out, args.resume)
+    data, verify = _dataset(args)
+    result = _train(data, config, args.out, args.resume, verify=verify)
     if result is None:
         return 130
     _print_result(result)
@@ -219,13 +300,23 @@ def _print_result(result, extra: str = "") -> None:
 
 def run_evaluate(args) -> int:
     """Run ``allnet evaluate``."""
+    from allnet_core.errors import ConfigError
     from allnet_core.evaluation import evaluate
+    from allnet_core.io import check_output_dir
+    from allnet_core.report import class_counts, metrics_line, undefined_note
 
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be a positive integer, got {args.batch_size}")
+    if not 0.0 <= args.threshold <= 1.0:  # NaN fails too
+        raise ConfigError(f"--threshold must be in [0, 1], got {args.threshold}")
+    check_output_dir(args.out)
     result = evaluate(args.model, args.data, args.out, batch_size=args.batch_size,
-                      threshold=args.threshold)
+                      threshold=args.threshold, classes=args.classes)
     m = result.metrics
-    print(f"{m['n']} images: accuracy {100 * m['accuracy']:.2f} %, F1 {100 * m['f1']:.2f} %, "
-          f"MCC {100 * m['mcc']:.2f} %")
+    print(f"{m['n']} images ({class_counts(m)}): {metrics_line(m)}")
+    note = undefined_note(m)
+    if note:
+        print(note)
     cal = result.calibration
     print(f"expected calibration error: {cal['ece_before']:.3f} raw, {cal['ece_after']:.3f} "
           + ("calibrated by the model card" if cal["calibrated"] else

@@ -75,7 +75,8 @@ def _find_duplicates(paths: list[Path], problems: list[Problem]) -> None:
 
 
 def scan(root: str | os.PathLike, verify: bool = True, duplicates: bool = True,
-         classes: Mapping[str, str] | str | None = None) -> DatasetReport:
+         classes: Mapping[str, str] | str | None = None,
+         require_both_classes: bool = True) -> DatasetReport:
     """List the labelled images under ``root`` and collect every problem.
 
     Parameters
@@ -90,6 +91,9 @@ def scan(root: str | os.PathLike, verify: bool = True, duplicates: bool = True,
         Class folder names beyond the built-in ones, e.g. ``{"blast": "ALL", "normal":
         "HEM"}`` or ``"blast=ALL,normal=HEM"`` (see
         :func:`~allnet_core.datasets.parse_class_map`); checked first.
+    require_both_classes : bool
+        A folder with one class only is an error (training needs both). Evaluation passes
+        False: scoring a set of healthy cells alone (its specificity) is legitimate.
 
     Returns
     -------
@@ -163,7 +167,7 @@ def scan(root: str | os.PathLike, verify: bool = True, duplicates: bool = True,
     if not images:
         problems.append(Problem("error", "no image files found (looked for "
                                 ".bmp .png .jpg .jpeg .tif .tiff, recursively)", str(root)))
-    elif len(table):
+    elif len(table) and require_both_classes:
         classes = sorted(set(table["label"]))
         if len(classes) < 2:
             problems.append(Problem(
@@ -174,7 +178,8 @@ def scan(root: str | os.PathLike, verify: bool = True, duplicates: bool = True,
 
 
 def discover(root: str | os.PathLike, verify: bool = True,
-             classes: Mapping[str, str] | str | None = None) -> pd.DataFrame:
+             classes: Mapping[str, str] | str | None = None,
+             require_both_classes: bool = True) -> pd.DataFrame:
     """Table of the labelled images under ``root``, one row per image.
 
     Parameters
@@ -185,6 +190,9 @@ def discover(root: str | os.PathLike, verify: bool = True,
         Decode every image first, so unreadable files are reported before work starts.
     classes : mapping or str, optional
         Class folder names beyond the built-in ones, as for :func:`scan`.
+    require_both_classes : bool
+        Refuse a folder with one class only (the default, as training needs); see
+        :func:`scan`.
 
     Returns
     -------
@@ -199,7 +207,8 @@ def discover(root: str | os.PathLike, verify: bool = True,
         Listing every error found (empty root, single class, unreadable, duplicate or
         unlabelled files ...). Warnings are logged.
     """
-    report = scan(root, verify=verify, classes=classes)
+    report = scan(root, verify=verify, classes=classes,
+                  require_both_classes=require_both_classes)
     report.raise_if_errors()
     for w in report.warnings:
         log.warning("%s", w)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 import pandas as pd
 
@@ -11,13 +12,16 @@ from allnet_core.errors import DatasetError
 __all__ = ["as_table"]
 
 
-def as_table(dataset: str | os.PathLike | pd.DataFrame) -> tuple[pd.DataFrame, bool]:
+def as_table(dataset: str | os.PathLike | pd.DataFrame,
+             classes: Mapping[str, str] | str | None = None,
+             require_both_classes: bool = True) -> tuple[pd.DataFrame, bool]:
     """``(table, verified)`` for a dataset folder or a table of ``path, label, subject``.
 
     A folder is read with :func:`~allnet_core.datasets.discover` (every file decoded once,
-    so ``verified`` is True); a DataFrame is copied and not re-checked (``verified`` is
-    False). Paths become strings, labels upper case, subjects lower case (C-NMC subject
-    ids are case-insensitive).
+    so ``verified`` is True), with its ``classes`` (a class mapping for other folder names)
+    and ``require_both_classes`` (False for evaluation); a DataFrame is copied and not
+    re-checked (``verified`` is False). Paths become strings, labels upper case, subjects
+    lower case (C-NMC subject ids are case-insensitive).
 
     Raises
     ------
@@ -30,7 +34,8 @@ def as_table(dataset: str | os.PathLike | pd.DataFrame) -> tuple[pd.DataFrame, b
     else:
         from allnet_core.datasets.scanning import discover
 
-        table, verified = discover(dataset), True
+        table = discover(dataset, classes=classes, require_both_classes=require_both_classes)
+        verified = True
     missing = {"path", "label", "subject"} - set(table.columns)
     if missing:
         raise DatasetError(f"dataset table lacks column(s) {sorted(missing)}")

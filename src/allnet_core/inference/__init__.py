@@ -16,14 +16,22 @@ The modules follow the data flow:
 - :mod:`~allnet_core.inference.classifier`: :class:`Classifier`, built on the one safe
   loader and the one predictor of :mod:`allnet_core.model`.
 - :mod:`~allnet_core.inference.gradcam`: Grad-CAM maps, placed back into the image with
-  :func:`gradcam_to_field`.
+  :func:`gradcam_to_field` and drawn with :func:`write_gradcam_png` (inferno overlay,
+  cell outlines, each cell's call and P(ALL), a colour bar).
 - :mod:`~allnet_core.inference.calls`: the call of each cell (ALL, HEM, ``uncertain``,
   ``out_of_scope``) and the counts per image or subject (:func:`call_cells`,
   :func:`summarize_calls`).
 - :mod:`~allnet_core.inference.results`: :class:`ImageResult`, :class:`CellScores`.
 - :mod:`~allnet_core.inference.batch`: :func:`classify_images`, many image files in one
   run (batching across images, Grad-CAM overlays, per-image and per-subject summaries),
-  used by ``allnet classify`` and the worker.
+  used by ``allnet classify`` and the worker. Its per-image work is
+  :class:`~allnet_core.inference._run.BatchRun`, whichever way the run goes:
+- :mod:`~allnet_core.inference.store`: :class:`ResultStore`, the resumable Parquet
+  dataset a run streams to; :mod:`~allnet_core.inference.screening` runs into it, here
+  or on Dask through :mod:`~allnet_core.inference.distributed` (tasks, a worker plugin
+  that loads the model once per worker).
+- :mod:`~allnet_core.inference.large`: :func:`classify_large`, images too large for
+  memory, segmented in tiles (:mod:`allnet_core.segmentation.tiled`).
 
 Speed
 -----
@@ -44,8 +52,17 @@ from allnet_core.inference.batch import (
 from allnet_core.inference.calls import DEFAULT_UNCERTAIN, call_cells, summarize_calls
 from allnet_core.inference.cells import CELL_CROP_SIZE, MODES, image_cells, is_single_cell_image
 from allnet_core.inference.classifier import Classifier
-from allnet_core.inference.gradcam import GRADCAM_MIN_SIZE, gradcam_to_field, overlay_heatmap
+from allnet_core.inference.gradcam import (
+    GRADCAM_MIN_SIZE,
+    gradcam_figure,
+    gradcam_to_field,
+    outline_cells,
+    overlay_heatmap,
+    write_gradcam_png,
+)
+from allnet_core.inference.large import LargeImageResult, classify_large
 from allnet_core.inference.results import TABLE_COLUMNS, CellScores, ImageResult
+from allnet_core.inference.store import ResultStore
 from allnet_core.inference.tta import TTA_TRANSFORMS, tta_transforms
 from allnet_core.model.files import find_model_file
 
@@ -66,14 +83,20 @@ __all__ = [
     "CellScores",
     "Classifier",
     "ImageResult",
+    "LargeImageResult",
+    "ResultStore",
     "call_cells",
     "classify_images",
+    "classify_large",
     "find_image_files",
     "find_model_file",
+    "gradcam_figure",
     "gradcam_to_field",
     "image_cells",
     "is_single_cell_image",
+    "outline_cells",
     "overlay_heatmap",
     "summarize_calls",
     "tta_transforms",
+    "write_gradcam_png",
 ]

@@ -3,7 +3,9 @@
 :func:`gradcam_models` splits a model at the explained layer, :func:`gradcam_batch` computes
 the maps of one batch on the active Keras backend, :func:`maps_to_crop_sizes` brings them
 back to each crop's size, :func:`gradcam_to_field` places per-cell maps into the image the
-cells were cut from, and :func:`overlay_heatmap` draws a map over an image.
+cells were cut from, :func:`overlay_heatmap` blends a map over an image and
+:func:`write_gradcam_png` draws the picture that ``allnet classify --gradcam`` writes:
+overlay, cell outlines, each cell's call and P(ALL), a colour bar.
 :meth:`allnet_core.inference.Classifier.gradcam` runs them over many crops.
 """
 
@@ -16,12 +18,17 @@ from allnet_core.inference.cells import CELL_CROP_SIZE
 
 __all__ = [
     "GRADCAM_MIN_SIZE",
+    "HEATMAP_CMAP",
+    "OUTLINE_COLOUR",
     "default_cam_layer",
+    "gradcam_figure",
     "gradcam_batch",
     "gradcam_models",
     "gradcam_to_field",
     "maps_to_crop_sizes",
+    "outline_cells",
     "overlay_heatmap",
+    "write_gradcam_png",
 ]
 
 #: Least height and width of the feature map that Grad-CAM uses by default.
@@ -229,14 +236,124 @@ def gradcam_to_field(heatmaps, table, shape: tuple[int, int], labels=None,
     return np.clip(field, 0.0, 1.0)
 
 
-def overlay_heatmap(rgb, heatmap, alpha: float = 0.45) -> np.ndarray:
-    """Blend a [0, 1] heatmap (matplotlib's ``jet``) over an RGB image, as uint8.
+#: The heatmap colour map, as napari's Grad-CAM layer: perceptually uniform and readable
+#: with colour-vision deficiencies (unlike ``jet``).
+HEATMAP_CMAP = "inferno"
+#: Colour of the cell outlines in Grad-CAM pictures (apart from inferno's colours and
+#: from the stain's purples and pinks).
+OUTLINE_COLOUR = (0, 255, 255)
 
-    Pixels where the heatmap is 0 keep the image's colour.
+
+def overlay_heatmap(rgb, heatmap, alpha: float = 0.7, threshold: float = 0.05,
+                    cmap: str = HEATMAP_CMAP) -> np.ndarray:
+    """Blend a [0, 1] heatmap over an RGB image, as uint8.
+
+    The colour (``cmap``, inferno by default) is blended in with an opacity that grows with
+    the heatmap's value: ``alpha`` at 1, nothing at or below ``threshold``. Pixels with
+    little or no evidence keep the image's own colour, so cells are not washed over and
+    a faint map shows faintly.
+
+    Parameters
+    ----------
+    rgb : (H, W, 3) uint8 array
+    heatmap : (H, W) float array in [0, 1]
+    alpha : float
+        Opacity of the colour where the heatmap is 1.
+    threshold : float
+        Values at or below it are not drawn.
+    cmap : str
+        A matplotlib colour map name.
+
+    Examples
+    --------
+    >>> rgb = np.full((2, 2, 3), 200, np.uint8)
+    >>> out = overlay_heatmap(rgb, np.array([[0.0, 0.0], [0.5, 1.0]]))
+    >>> (out[0] == 200).all(), (out[1, 1] != 200).any()
+    (True, True)
     """
     from matplotlib import colormaps
 
-    colours = colormaps["jet"](np.clip(heatmap, 0, 1))[..., :3] * 255.0
-    weight = alpha * (heatmap > 0)[..., None]
-    out = rgb.astype(np.float32) * (1 - weight) + colours * weight
+    h = np.clip(np.nan_to_num(np.asarray(heatmap, np.float32)), 0.0, 1.0)
+    colours = colormaps[cmap](h)[..., :3] * 255.0
+    weight = alpha * np.clip((h - threshold) / max(1.0 - threshold, 1e-6), 0.0, 1.0)[..., None]
+    out = np.asarray(rgb, np.float32) * (1 - weight) + colours * weight
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def outline_cells(rgb, labels, colour=OUTLINE_COLOUR) -> np.ndarray:
+    """A copy of ``rgb`` with the boundary pixels of every labelled cell in ``colour``
+    (:func:`skimage.segmentation.find_boundaries`, inner mode)."""
+    from skimage.segmentation import find_boundaries
+
+    out = np.array(rgb, np.uint8, copy=True)
+    out[find_boundaries(np.asarray(labels), mode="inner")] = colour
+    return out
+
+
+def gradcam_figure(rgb, heatmap, labels=None, table=None, dpi: int = 100):
+    """The Grad-CAM picture of one image: the heatmap blended over the image
+    (:func:`overlay_heatmap`), each cell outlined, its call and P(ALL) written beside it,
+    and a colour bar.
+
+    Parameters
+    ----------
+    rgb : (H, W, 3) uint8 array
+    heatmap : (H, W) float array in [0, 1]
+        E.g. from :meth:`Classifier.image_gradcam`.
+    labels : (H, W) int array, optional
+        Instance labels of the cells, outlined.
+    table : pandas.DataFrame, optional
+        The classified cell table (``call``, else ``class``; ``p_all``, ``bbox_*``): one
+        caption per cell.
+    dpi : int
+        The image is drawn at about one screen pixel per image pixel at this resolution
+        (small images larger, so the captions stay legible).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Drawn on the Agg canvas, without pyplot.
+    """
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+    from matplotlib.figure import Figure
+
+    shown = overlay_heatmap(rgb, heatmap)
+    if labels is not None:
+        shown = outline_cells(shown, labels)
+    h, w = shown.shape[:2]
+    scale = max(1.0, 360.0 / max(min(h, w), 1))
+    img_w, img_h, bar_w = w * scale / dpi, h * scale / dpi, 1.0
+    fig = Figure(figsize=(img_w + bar_w, img_h), dpi=dpi)
+    ax = fig.add_axes((0.0, 0.0, img_w / (img_w + bar_w), 1.0))
+    ax.imshow(shown)
+    ax.set_axis_off()
+    rows = () if table is None else zip(
+        table["call" if "call" in table else "class"], table["p_all"], table["bbox_min_row"],
+        table["bbox_min_col"], table["bbox_max_row"], strict=True)
+    for call, p_all, r0, c0, r1 in rows:  # above the cell, or below it at the top edge
+        top = r0 > 0.06 * h
+        ax.text(int(c0), int(r0 if top else r1), f"{call}, P(ALL) = {float(p_all):.2f}",
+                fontsize=8, color="white", va="bottom" if top else "top", ha="left",
+                bbox={"facecolor": "black", "alpha": 0.6, "pad": 1.5, "edgecolor": "none"})
+    x0 = img_w / (img_w + bar_w)
+    cax = fig.add_axes((x0 + 0.15 * (1 - x0), 0.1, 0.15 * (1 - x0), 0.8))
+    fig.colorbar(ScalarMappable(Normalize(0, 1), HEATMAP_CMAP), cax=cax,
+                 label="Grad-CAM: evidence for the call (relative)")
+    return fig
+
+
+def write_gradcam_png(path, rgb, heatmap, labels=None, table=None):
+    """Write :func:`gradcam_figure` as a PNG, atomically; return the path."""
+    from pathlib import Path
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from allnet_core.io import atomic_write
+
+    fig = gradcam_figure(rgb, heatmap, labels, table)
+    FigureCanvasAgg(fig)
+    path = Path(path)
+    with atomic_write(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=fig.dpi, bbox_inches="tight", pad_inches=0.05)
+    return path

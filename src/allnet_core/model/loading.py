@@ -8,8 +8,9 @@ Loading a ``.keras`` file goes in this order:
    model holding a ``Lambda`` layer (which could run arbitrary code) is refused here.
 3. Keras loads the model with ``safe_mode=True`` (and ``compile=False`` unless asked).
 4. :func:`check_model` checks that it fits its job: a fixed-size RGB input
-   ``(N, H, W, 3)``, an output ``(None, n_classes)`` with one probability per class, and
-   the positive class among the class names.
+   ``(N, H, W, 3)``, an output ``(None, n_classes)`` with one probability per class (the
+   output layer's activation is softmax or sigmoid, not raw scores), and the positive
+   class among the class names.
 5. The model card beside the file (``model.card.json``, :mod:`allnet_core.model.card`) is
    read and checked against the file's SHA-256; without one the model is untested.
 
@@ -160,8 +161,9 @@ def check_model(model, class_names: Sequence[str] | None = None,
     ------
     ModelError
         If the input is not a fixed-size RGB image ``(N, H, W, 3)``, the output is not
-        ``(None, n_classes)`` with one probability per class, or the positive class is not
-        among the class names.
+        ``(None, n_classes)`` with one probability per class (an output layer whose
+        activation is not softmax or sigmoid gives scores, not probabilities), or the
+        positive class is not among the class names.
     """
     source = source or getattr(model, "name", "<model>")
     names = tuple(class_names) if class_names is not None else CLASS_NAMES
@@ -178,6 +180,7 @@ def check_model(model, class_names: Sequence[str] | None = None,
             f"{source}: wrong output shape {out_shape}; expected (None, {len(names)}), one "
             f"probability per class ({', '.join(names)})"
         )
+    _check_probability_output(model, source)
     if positive_class not in names:
         raise ModelError(
             f"{source}: positive class {positive_class!r} is not among the class "
@@ -185,6 +188,36 @@ def check_model(model, class_names: Sequence[str] | None = None,
         )
     return LoadedModel(model=model, class_names=names, positive_index=names.index(positive_class),
                        input_size=(int(in_shape[1]), int(in_shape[2])), source=source, path=path)
+
+
+#: Output activations whose values are probabilities.
+PROBABILITY_ACTIVATIONS = ("softmax", "sigmoid")
+
+
+def _check_probability_output(model, source: str) -> None:
+    """Refuse a model whose output layer's activation is known and gives no probabilities
+    (a ``Dense`` without softmax writes raw scores such as -15.97 as P(ALL))."""
+    layer, activation = _output_activation(model)
+    if activation is not None and activation not in PROBABILITY_ACTIVATIONS:
+        raise ModelError(
+            f"{source}: the output layer {getattr(layer, 'name', '?')!r} has activation "
+            f"{activation!r}, so the model gives scores, not probabilities; add a softmax "
+            "output layer (as ALLNet has) and save the model again")
+
+
+def _output_activation(model) -> tuple[Any, str | None]:
+    """The layer that makes the model's output and its activation's name (None if the
+    layer has none that can be told, e.g. a Reshape)."""
+    layer = model
+    while getattr(layer, "layers", None):  # a (nested) model: the layer making its output
+        history = getattr(getattr(layer, "outputs", [None])[0], "_keras_history", None)
+        layer = getattr(history, "operation", None) or layer.layers[-1]
+    if type(layer).__name__ == "Softmax":
+        return layer, "softmax"
+    activation = getattr(layer, "activation", None)
+    if activation is None:
+        return layer, None
+    return layer, getattr(activation, "__name__", None) or str(activation)
 
 
 def read_keras_config(path: str | os.PathLike) -> dict:

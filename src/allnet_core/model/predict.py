@@ -22,11 +22,12 @@ from collections.abc import Iterable
 import numpy as np
 
 from allnet_core.classes import POSITIVE_INDEX
-from allnet_core.errors import ConfigError
+from allnet_core.errors import ConfigError, ModelError
 from allnet_core.model.calibration import Calibration
 from allnet_core.model.loading import LoadedModel
 
-__all__ = ["DEFAULT_BATCH", "Predictor", "check_batch_size", "predict_features", "predict_p_all"]
+__all__ = ["DEFAULT_BATCH", "Predictor", "check_batch_size", "check_probabilities",
+           "predict_features", "predict_p_all"]
 
 #: Images per forward pass unless the caller says otherwise.
 DEFAULT_BATCH = 16
@@ -57,6 +58,7 @@ class Predictor:
 
     def __init__(self, model, positive_index: int | None = None,
                  calibration: Calibration | None = None, scope=None):
+        self.source = getattr(model, "source", None) or getattr(model, "name", "the model")
         if isinstance(model, LoadedModel):
             if positive_index is None:
                 positive_index = model.positive_index
@@ -92,7 +94,9 @@ class Predictor:
         """Raw probabilities for ``len(x) <= batch_size`` inputs, at a few fixed batch
         shapes (see :meth:`_padded_input`)."""
         probs = self.model.predict_on_batch(self._padded_input(x, batch_size))
-        return np.asarray(probs, dtype=np.float32)[:len(x)]
+        probs = np.asarray(probs, dtype=np.float32)[:len(x)]
+        check_probabilities(probs, self.source)
+        return probs
 
     def predict_batch_features(self, x: np.ndarray,
                                batch_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -109,7 +113,9 @@ class Predictor:
         probs, feats = self._scoring.predict_on_batch(self._padded_input(x, batch_size))
         n = len(x)
         feats = np.asarray(feats, np.float32).reshape(len(feats), -1)[:n]
-        return np.asarray(probs, np.float32)[:n], np.concatenate([feats, appearance(x)], 1)
+        probs = np.asarray(probs, np.float32)[:n]
+        check_probabilities(probs, self.source)
+        return probs, np.concatenate([feats, appearance(x)], 1)
 
     def calibrate(self, p_raw) -> np.ndarray:
         """Calibrated P(positive) (float64) of raw P(positive), by the card's calibration."""
@@ -215,6 +221,20 @@ def padded_size(n: int, batch_size: int) -> int:
     while size < n:
         size *= 2
     return min(size, batch_size)
+
+
+def check_probabilities(probs: np.ndarray, source: str = "the model") -> None:
+    """Raise :class:`ModelError` unless every value of ``probs`` is a probability: finite
+    and within [0, 1] (a little float rounding allowed)."""
+    if probs.size == 0:
+        return
+    if not np.isfinite(probs).all():
+        raise ModelError(f"{source}: the model's outputs hold NaN or infinite values (its "
+                         "weights are broken, e.g. training diverged: retrain with a lower lr)")
+    lo, hi = float(probs.min()), float(probs.max())
+    if lo < -1e-3 or hi > 1 + 1e-3:
+        raise ModelError(f"{source}: the model's outputs range from {lo:.4g} to {hi:.4g}, so "
+                         "they are not probabilities; the model needs a softmax output layer")
 
 
 def check_batch_size(batch_size) -> int:

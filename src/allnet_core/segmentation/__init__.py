@@ -10,17 +10,23 @@ Two methods are offered:
     does not carry over between microscopes and stains.
 ``"auto"`` (default)
     An adaptive method that works on full smear fields and on single-cell images with a
-    black background:
+    black background, and adapts to the stain and the camera:
 
+    0. *White balance.* Each channel is scaled so that the bright smear background becomes
+       grey (a camera's white balance and exposure cancel out).
     1. *Nucleus.* WBC nuclei absorb green far more than blue in every Romanowsky-type
        stain, so the feature ``(B - G) / (B + G)`` separates nuclei (and platelets) from
        red cells, cytoplasm and background under very different stains. It is
        thresholded with Otsu's method on the histogram of the non-black pixels only, so
-       a black background never shifts the threshold.
+       a black background never shifts the threshold. When that split puts the red cells
+       on the nucleus side (bluish red cells), it is taken again among the stained
+       material only. A pale stain whose nuclei stand out only relative to the spread of
+       the rest keeps only what stands out clearly, with twice the size floor.
     2. *Cells.* Nucleus fragments (lobes of a neutrophil) closer than a fraction of the
        largest fragment's radius are grouped; groups smaller than a fifth of a typical
        red cell (measured in the image) or a tenth of the largest group are platelets
-       or debris and dropped.
+       or debris and dropped; so are groups that are not compact or lack one lobe-sized
+       piece (platelet clumps are granules).
     3. *Cytoplasm.* Everything darker than the bright smear background in the green
        channel (Otsu again, non-black, non-nucleus pixels) is cell material; a linear
        rule learnt from the image (material next to a nucleus versus material out of
@@ -35,6 +41,10 @@ Two methods are offered:
        size) for speed; each cell is then refined at full resolution inside its
        bounding box.
 
+Neither method fails silently: when the candidate white cells look like the red cells
+(the stain is not recognised), or the paper's range selects (almost) nothing, a
+:class:`SegmentationWarning` says so (:mod:`~allnet_core.segmentation.status`).
+
 The plain ``"otsu"`` method (Otsu's threshold on HSI saturation) is kept as a reference.
 
 The auto method's parameters, with their one set of defaults, are the fields of
@@ -48,9 +58,13 @@ The package, one job per module:
 - :mod:`~allnet_core.segmentation.paper`: saturation and the paper's rule;
 - :mod:`~allnet_core.segmentation.labels`: masks and instance labels by any method;
 - :mod:`~allnet_core.segmentation.cells`: the cell table, the crop geometry and the crops;
+- :mod:`~allnet_core.segmentation.status`: :class:`SegmentationWarning` and its reasons;
+- :mod:`~allnet_core.segmentation.tiled`: images too large for memory, segmented in tiles
+  with overlap, each cell owned by the one tile whose core holds its centroid;
 - private modules, in the order the auto method runs them: ``_params`` (its parameters),
   ``_scale`` (red-cell size, reduction factor, area floor), ``_thresholds``, ``_nuclei``,
-  ``_cytoplasm``, ``_split``, ``_cutout``, ``_refine`` and ``_pipeline`` (the driver), on
+  ``_reject`` (candidates that are not white cells), ``_cytoplasm``, ``_split``,
+  ``_cutout``, ``_refine`` and ``_pipeline`` (the driver), on
   top of ``_features`` (pixel features, histogram thresholds) and ``_morphology``;
   ``_otsu`` is the reference method.
 """
@@ -67,19 +81,37 @@ from allnet_core.segmentation.cells import (
 )
 from allnet_core.segmentation.labels import METHODS, label_cells, segment_wbc
 from allnet_core.segmentation.paper import saturation, segment_paper
+from allnet_core.segmentation.status import (
+    PAPER_SELECTS_NOTHING,
+    STAIN_NOT_RECOGNISED,
+    SegmentationWarning,
+)
+from allnet_core.segmentation.tiled import (
+    TiledLabels,
+    label_cells_tiled,
+    tile_overlap,
+    tiled_cell_crops,
+)
 
 __all__ = [
     "CELL_COLUMNS",
     "METHODS",
+    "PAPER_SELECTS_NOTHING",
+    "STAIN_NOT_RECOGNISED",
     "AutoParams",
     "CropGeometry",
+    "TiledLabels",
     "cell_table",
     "crop_geometry",
     "empty_cell_table",
     "extract_cells",
     "label_cells",
+    "label_cells_tiled",
     "saturation",
+    "SegmentationWarning",
     "segment_paper",
     "segment_wbc",
+    "tile_overlap",
+    "tiled_cell_crops",
     "whole_cell",
 ]

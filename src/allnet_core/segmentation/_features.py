@@ -83,3 +83,35 @@ def bright_background(a: np.ndarray, black_level: int) -> tuple[np.ndarray, int,
     counts = np.bincount(a[..., 1][valid], minlength=256)
     t_g = otsu_level(counts)
     return valid, t_g, class_means(counts, t_g)[1] >= 128
+
+
+def white_point(a: np.ndarray, black_level: int, step: int = 4) -> np.ndarray | None:
+    """Colour of the bright smear background, or None when there is none (cut-out cells).
+
+    The median RGB of the brighter Otsu class in green (see :func:`bright_background`),
+    measured on every ``step``-th pixel; None also when fewer than 20 pixels are in it.
+    """
+    sample = a[::step, ::step]
+    valid, t_g, has_background = bright_background(sample, black_level)
+    if not has_background:
+        return None
+    bg = sample[valid & (sample[..., 1] > t_g)]
+    if len(bg) < 20:
+        return None
+    return np.median(bg, axis=0)
+
+
+def normalise_white(a: np.ndarray, bg, target: float = 230.0) -> np.ndarray:
+    """White balance: every channel scaled so that the background ``bg`` becomes grey.
+
+    Each channel goes through a 256-entry table ``x * target / bg[c]`` (clipped to 255), so
+    a camera's white balance and exposure (per-channel gains) cancel out, as in the
+    optical density ``log(bg / x)`` of a transmitted-light image. Returns a new uint8
+    ``(H, W, 3)`` image.
+    """
+    out = np.empty(a.shape[:2] + (3,), np.uint8)
+    x = np.arange(256, dtype=np.float32)
+    for c in range(3):
+        lut = np.clip(np.rint(x * (target / max(float(bg[c]), 1.0))), 0, 255).astype(np.uint8)
+        out[..., c] = lut[a[..., c]]
+    return out

@@ -15,7 +15,8 @@ def group_nuclei(nuc: np.ndarray, p: AutoParams, area_floor: float) -> tuple[np.
 
     Fragments closer than ``group_distance`` times the largest fragment's radius form one
     group. Groups smaller than ``area_floor`` or ``relative_area`` of the largest group are
-    dropped; a group cut by the image border needs ``border_factor`` of that.
+    dropped; a group cut by the image border needs ``border_factor`` of that. A group's
+    largest fragment must reach ``min_lobe`` of the floor (platelet clumps are granules).
     """
     from skimage.measure import label
 
@@ -40,5 +41,9 @@ def group_nuclei(nuc: np.ndarray, p: AutoParams, area_floor: float) -> tuple[np.
     for edge in (groups[0], groups[-1], groups[:, 0], groups[:, -1]):
         floor[edge] = least * p.border_factor
     keep = garea >= floor
+    # a nucleus holds one sizeable piece (a lobe at least); a platelet clump is granules
+    biggest = np.zeros(n + 1, np.int64)
+    np.maximum.at(biggest, groups.ravel(), np.concatenate([[0], areas])[comp.ravel()])
+    keep &= biggest >= p.min_lobe * floor
     keep[0] = False
     return keep_labels(groups, keep), int(keep.sum())

@@ -13,7 +13,8 @@ __all__ = ["AutoParams"]
 #: Fields that must be finite numbers, and their bound (``>= 0``, or ``> 0``).
 _BOUNDS = dict(
     min_area=">= 0", relative_area=">= 0", group_distance=">= 0", cell_radius=">= 0",
-    border_factor=">= 0", cutout_nucleus=">= 0", rbc_pixels="> 0",
+    border_factor=">= 0", min_separation=">= 0", min_standout=">= 0",
+    min_solidity=">= 0", min_lobe=">= 0", cutout_nucleus=">= 0", rbc_pixels="> 0",
 )
 
 
@@ -40,6 +41,13 @@ class AutoParams:
         Least difference between the mean ``(B - G) / (B + G)`` (scaled to +-127) of the
         two Otsu classes for nuclei to count as present; keeps red cells out when a field
         holds no WBC at all.
+    min_separation : float
+        Nuclei also count as present when the two classes' means differ by this many
+        standard deviations of the lower class (pale or desaturated stains shrink both).
+    min_standout : float
+        A nucleus candidate is a white cell only when its mean nucleus feature stands
+        this many standard deviations above the non-nucleus class: the bluish edges of red
+        cells and stain debris do not.
     relative_area : float
         Nucleus groups smaller than this fraction of the largest group are dropped.
     group_distance : float
@@ -82,6 +90,10 @@ class AutoParams:
     min_area: float | None = None
     black_level: int = 10
     min_contrast: int = 14
+    min_separation: float = 3.5
+    min_standout: float = 4.0
+    min_solidity: float = 0.5
+    min_lobe: float = 0.5
     relative_area: float = 0.1
     group_distance: float = 0.3
     cell_radius: float = 1.2

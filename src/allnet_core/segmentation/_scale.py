@@ -25,6 +25,8 @@ from allnet_core.segmentation._params import AutoParams
 #: precision 0.961 -> 0.962).
 DOWNSCALE_PERCENTILE = 75.0
 FLOOR_PERCENTILE = 90.0
+#: The largest automatic reduction factor.
+MAX_DOWNSCALE = 4
 
 
 def red_cell_radius(material: np.ndarray, percentile: float, step: int = 1) -> float | None:
@@ -80,7 +82,7 @@ def choose_downscale(a: np.ndarray, p: AutoParams) -> int:
     radius = red_cell_radius(valid & (sample[..., 1] <= t_g), DOWNSCALE_PERCENTILE, step)
     if radius is None:
         return fallback
-    return int(np.clip(round(radius / p.rbc_pixels), 1, 4))
+    return int(np.clip(round(radius / p.rbc_pixels), 1, MAX_DOWNSCALE))
 
 
 def area_floor(p: AutoParams, valid_count: int, scale: float, rbc_radius=None) -> float:

@@ -44,6 +44,11 @@ def segment_wbc(rgb, method: str = "auto", part: str = "cell", **kwargs) -> np.n
     -------
     (H, W) bool array
 
+    Warns
+    -----
+    SegmentationWarning
+        As :func:`label_cells`.
+
     Examples
     --------
     >>> from allnet_core.io import read_rgb
@@ -97,6 +102,14 @@ def label_cells(rgb, method: str = "auto", *, low: float = PAPER_LOW, high: floa
     ------
     ConfigError
         For an unknown method or parameter name, or a value out of range.
+
+    Warns
+    -----
+    SegmentationWarning
+        ``"auto"``: reason ``"stain not recognised"`` when the candidate white cells look
+        like the field's red cells; nothing is labelled then. ``"paper"``: reason ``"paper
+        rule selects nothing"`` (see :func:`segment_paper`). See
+        :mod:`allnet_core.segmentation.status` for showing them in a front end.
     """
     a = check_rgb(rgb, "rgb", needs="saturation")
     check_choice(method, METHODS, "method")

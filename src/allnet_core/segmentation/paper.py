@@ -21,6 +21,8 @@ __all__ = ["PAPER_HIGH", "PAPER_LOW", "SPACES", "saturation", "segment_paper"]
 SPACES = ("hsi", "hsv")
 #: The paper's inclusive range of ``255 * S``.
 PAPER_LOW, PAPER_HIGH = 180, 255
+#: :func:`segment_paper` warns when it selects fewer than this fraction of the pixels.
+ALMOST_NOTHING = 1e-3
 
 
 def _min_and_norm(a: np.ndarray, space: str, dtype) -> tuple[np.ndarray, np.ndarray]:
@@ -143,6 +145,13 @@ def segment_paper(rgb, low: float = PAPER_LOW, high: float = PAPER_HIGH, space: 
     segmented : (H, W, 3) uint8 array
         ``rgb * mask``: the image with every pixel outside the mask set to black.
 
+    Warns
+    -----
+    SegmentationWarning
+        With reason ``"paper rule selects nothing"`` when fewer than 0.1 % of the pixels
+        are selected; the message gives the image's saturation range and a suggestion
+        (see :mod:`allnet_core.segmentation.status`).
+
     Examples
     --------
     >>> import numpy as np
@@ -157,5 +166,32 @@ def segment_paper(rgb, low: float = PAPER_LOW, high: float = PAPER_HIGH, space: 
     if not (0 <= low <= 255 and 0 <= high <= 255 and low <= high):
         raise ConfigError(f"need 0 <= low <= high <= 255, got low={low}, high={high}")
     mask = _paper_mask(a, low, high, space)
+    if np.count_nonzero(mask) < ALMOST_NOTHING * mask.size:
+        _say_nothing_selected(a, mask, low, high, space)
     segmented = a * mask[..., None]
     return mask, segmented
+
+
+def _say_nothing_selected(a: np.ndarray, mask: np.ndarray, low: float, high: float,
+                          space: str) -> None:
+    """Warn that the rule selected (almost) nothing, with the image's saturation range.
+
+    The range is measured on every 8th pixel (non-black ones), enough for a message.
+    """
+    from allnet_core.segmentation.status import PAPER_SELECTS_NOTHING, warn
+
+    sample = np.ascontiguousarray(a[::8, ::8])
+    mn, norm = _min_and_norm(sample, space, np.float32)
+    keep = norm > (30 if space == "hsi" else 10)  # not black
+    s = 255.0 * (1.0 - (3.0 if space == "hsi" else 1.0) * mn[keep] / norm[keep])
+    if s.size == 0:
+        span, hint = "no coloured pixel", "the image has no colour to threshold"
+    else:
+        s.sort()
+        lo, hi, p99 = float(s[0]), float(s[-1]), float(s[int(0.99 * (s.size - 1))])
+        span = f"its {space.upper()} saturation spans {lo:.0f}-{hi:.0f} of 255"
+        hint = (f"use method='auto' (adapts to the stain), or a range inside the image's, "
+                f"e.g. low={int(p99)}")
+    warn(PAPER_SELECTS_NOTHING,
+         f"the paper's range {low:g}-{high:g} selects {np.count_nonzero(mask)} of "
+         f"{mask.size} pixels; {span}; {hint}", stacklevel=3)

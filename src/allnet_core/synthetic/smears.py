@@ -14,6 +14,20 @@ from allnet_core.synthetic.cells import SubjectStyle, _render_cell, _texture
 __all__ = ["synth_smear"]
 
 
+def _platelet_clumps(img: np.ndarray, n: int, r_rbc: float, scale: float, rng) -> None:
+    """Paint ``n`` clumps of overlapping platelets (granular, lilac) into ``img``."""
+    h, w = img.shape[:2]
+    yy, xx = np.ogrid[:h, :w]
+    for _ in range(n):
+        cy, cx = rng.uniform(0.15 * h, 0.85 * h), rng.uniform(0.15 * w, 0.85 * w)
+        spread = 0.45 * r_rbc
+        for _ in range(int(rng.integers(15, 31))):
+            py, px = cy + rng.normal(0, spread), cx + rng.normal(0, spread)
+            r = rng.uniform(3, 5.5) * scale
+            disc = (yy - py) ** 2 + (xx - px) ** 2 < r**2
+            img[disc] = np.array([165, 110, 185], np.float32) * rng.uniform(0.9, 1.05)
+
+
 def synth_smear(
     seed: int = 0,
     shape: tuple[int, int] = (480, 640),
@@ -22,6 +36,8 @@ def synth_smear(
     n_platelets: int = 8,
     touching_pair: bool = True,
     border_cell: bool = True,
+    rbc_rgb: tuple[float, float, float] = (214, 128, 134),
+    platelet_clumps: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
     """A BCCD-like blood-smear field with ground truth.
 
@@ -41,6 +57,13 @@ def synth_smear(
         Place the first two WBCs so that they touch.
     border_cell : bool
         Place the last WBC so that the image border cuts it.
+    rbc_rgb : (float, float, float)
+        Colour of the red cells (rim; the pale centre is lighter). The default is a
+        BCCD-like pink; e.g. ``(150, 120, 190)`` gives the bluish red cells of a
+        LISC-like stain.
+    platelet_clumps : int
+        Number of platelet clumps: 15-30 overlapping platelets each, about half a red
+        cell's area in all (``n_wbc=0`` with clumps is a platelet-only field).
 
     Returns
     -------
@@ -73,8 +96,8 @@ def synth_smear(
             continue
         d = np.sqrt((yy - cy) ** 2 + (xx - cx) ** 2) / r
         pallor = 1.0 + 0.25 * np.clip(1.0 - d / 0.55, 0, 1)
-        rbc_rgb = np.array([214, 128, 134], np.float32) * rng.uniform(0.95, 1.05)
-        colour = np.clip(rbc_rgb[None, :] * pallor[disc][:, None], 0, 255)
+        rbc = np.asarray(rbc_rgb, np.float32) * rng.uniform(0.95, 1.05)
+        colour = np.clip(rbc[None, :] * pallor[disc][:, None], 0, 255)
         img[disc] = colour
         occupied |= disc
         n_rbc -= 1
@@ -84,6 +107,8 @@ def synth_smear(
         cy, cx = rng.uniform(0, h), rng.uniform(0, w)
         r = rng.uniform(3, 6) * scale
         img[(yy - cy) ** 2 + (xx - cx) ** 2 < r**2] = np.array([150, 90, 170], np.float32)
+
+    _platelet_clumps(img, platelet_clumps, r_rbc, scale, rng)
 
     # White cells: the same renderer as single cells, pasted with their mask.
     labels = np.zeros((h, w), np.int32)

@@ -24,22 +24,31 @@ Run folder (every file is written atomically: a crash never leaves a half-writte
     confusion.png
     fold_<k>/plan.csv history.csv metrics.json model.keras
     fold_<k>/state.json ckpt_e<NNN>.keras   (only while the fold is unfinished)
+    fold_<k>/train_cache.npy val_cache.npy  (feed="cached", only while the fold trains)
     holdout/metrics.json predictions.csv per_subject.csv
+    .lock  .lock.owner   (the run's lock, held while a process trains in it; the owner
+                          file, which names that process, only while it is held)
+
+A run folder is locked while a process trains in it (an OS-level lock on ``.lock``,
+released on any exit, SIGKILL included): a second writer is refused with
+:class:`~allnet_core.errors.RunInUseError`, naming the process that holds it.
 
 Resuming (``resume=True``) skips folds whose ``metrics.json`` exists and continues an
 unfinished fold from the checkpoint named in its ``state.json``. ``state.json`` is the
 commit point of an epoch: it is written after the epoch's checkpoint, so a process killed
 at any moment loses at most the epoch it was in.
 
-Batch size is global: with several GPUs (``tf.distribute.MirroredStrategy`` on TensorFlow,
-``keras.distribution.DataParallel`` on JAX) each of ``n`` replicas sees
-``batch_size / n`` images per step, and the learning rate is not rescaled.
+Batch size is global: with several devices (``tf.distribute.MirroredStrategy`` over GPUs
+on TensorFlow, ``keras.distribution.DataParallel`` over all devices on JAX) each of ``n``
+replicas sees ``batch_size / n`` images per step, and the learning rate is not rescaled.
 
 Modules, in the order of the data flow:
 
 - :mod:`~allnet_core.training.config`: :class:`TrainConfig`, :data:`PROFILES`,
   :func:`config_from_request` (how the CLI and the worker turn a request into a config).
 - :mod:`~allnet_core.training.splits`: :func:`check_dataset`, :func:`make_splits`.
+- :mod:`~allnet_core.training.feeds`: each fold's feeds, cached (built once on disk) or
+  streamed.
 - :mod:`~allnet_core.training.runtime`: precision policy, devices, model building,
   :func:`load_model`, :func:`predict_p_all`.
 - :mod:`~allnet_core.training.callbacks`: per-epoch scoring, selection and commit.
@@ -50,6 +59,7 @@ Modules, in the order of the data flow:
 from __future__ import annotations
 
 from allnet_core.training.config import (
+    FEEDS,
     PRECISIONS,
     PROFILES,
     RUNTIME_FIELDS,
@@ -63,6 +73,7 @@ from allnet_core.training.runtime import _dtype_policy, load_model, predict_p_al
 from allnet_core.training.splits import check_dataset, make_splits
 
 __all__ = [
+    "FEEDS",
     "PRECISIONS",
     "PROFILES",
     "RUNTIME_FIELDS",

@@ -24,8 +24,18 @@ from allnet_core.training.runtime import _save_model, predict_p_all
 __all__: list[str] = []
 
 
-def _make_callback(run, fold: int, fold_dir: Path, val: pd.DataFrame, state: dict):
-    """A keras Callback: progress events, cancel between batches, per-epoch checkpoints."""
+#: Least seconds between two ``batch_end`` events (the first batch of an epoch always
+#: sends one). Reading a batch's loss waits for the device to finish the step, so an event
+#: per batch would keep a fast GPU from queueing the next step while Python works.
+BATCH_EVENT_SECONDS = 0.25
+
+
+def _make_callback(run, fold: int, fold_dir: Path, val: pd.DataFrame, state: dict,
+                   val_feed=None):
+    """A keras Callback: progress events, cancel between batches, per-epoch checkpoints.
+
+    Validation reads ``val_feed`` (an unshuffled feed of ``val``, e.g. a cached one) when
+    given, else the images of ``val``."""
     from allnet_core.backend import get_keras
     from allnet_core.metrics import binary_metrics, labels_to_int
 
@@ -37,18 +47,21 @@ def _make_callback(run, fold: int, fold_dir: Path, val: pd.DataFrame, state: dic
         def __init__(self):
             super().__init__()
             self.cancelled = False
-            self.epoch_started = 0.0
+            self.epoch_started = self.last_event = 0.0
             self.epoch = 0
 
         def on_epoch_begin(self, epoch, logs=None):
             self.epoch_started = time.perf_counter()
+            self.last_event = 0.0
             self.epoch = epoch + 1
 
         def on_train_batch_end(self, batch, logs=None):
-            logs = logs or {}
-            emit(run.progress, "batch_end", fold=fold, folds=config.folds, epoch=self.epoch,
-                 epochs=config.epochs, batch=int(batch) + 1, batches=run.batches,
-                 **{k: float(v) for k, v in logs.items()})
+            now = time.perf_counter()
+            if batch == 0 or now - self.last_event >= BATCH_EVENT_SECONDS:
+                self.last_event = now
+                emit(run.progress, "batch_end", fold=fold, folds=config.folds,
+                     epoch=self.epoch, epochs=config.epochs, batch=int(batch) + 1,
+                     batches=run.batches, **{k: float(v) for k, v in (logs or {}).items()})
             if run.cancel is not None and run.cancel.is_set():
                 self.cancelled = True
                 self.model.stop_training = True
@@ -56,8 +69,9 @@ def _make_callback(run, fold: int, fold_dir: Path, val: pd.DataFrame, state: dic
         def on_epoch_end(self, epoch, logs=None):
             if self.cancelled:  # the epoch is incomplete: keep the last committed state
                 return
-            logs = {k: float(v) for k, v in (logs or {}).items()}
-            p = predict_p_all(self.model, val, config)
+            logs = {k: float(v) for k, v in (logs or {}).items()}  # waits for the last step
+            train_seconds = time.perf_counter() - self.epoch_started
+            p = predict_p_all(self.model, val, config, feed=val_feed)
             m = binary_metrics(y_val, p)
             row = {"epoch": epoch + 1, "loss": logs.get("loss", math.nan),
                    "accuracy": logs.get("accuracy", math.nan),
@@ -65,6 +79,7 @@ def _make_callback(run, fold: int, fold_dir: Path, val: pd.DataFrame, state: dic
             row.update({f"val_{k}": m[k] for k in ("accuracy", "specificity", "recall",
                                                    "precision", "f1", "mcc", "roc_auc")})
             row["seconds"] = time.perf_counter() - self.epoch_started
+            row["train_seconds"] = train_seconds
             state["history"].append(row)
             key = _selection_key(row)
             improved = state["best_key"] is None or key > tuple(state["best_key"])

@@ -1,24 +1,31 @@
 """The training configuration: :class:`TrainConfig`, its presets, and the one way a request
 (``allnet train`` flags, a worker ``train`` request from napari) becomes a config.
 
-Only the standard library and :mod:`allnet_core.errors` / :mod:`allnet_core.validation`
-are imported here.
+Only the standard library, NumPy and :mod:`allnet_core.errors` /
+:mod:`allnet_core.validation` are imported here.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from allnet_core.errors import ConfigError
 from allnet_core.validation import check_choice
 
 __all__ = [
+    "FEEDS",
+    "LOSSES",
+    "OPTIMIZERS",
     "PRECISIONS",
     "PROFILES",
     "RUNTIME_FIELDS",
@@ -32,8 +39,17 @@ __all__ = [
 SPLITS: tuple[str, ...] = ("subject", "image")
 #: Values of :attr:`TrainConfig.precision`.
 PRECISIONS: tuple[str, ...] = ("float32", "mixed", "mixed_float16", "mixed_bfloat16")
+#: Values of :attr:`TrainConfig.feed`.
+FEEDS: tuple[str, ...] = ("cached", "stream")
+#: Values of :attr:`TrainConfig.optimizer`: Keras optimizer names.
+OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "sgd", "rmsprop", "adagrad", "adadelta",
+                               "adamax", "nadam", "ftrl", "lion")
+#: Values of :attr:`TrainConfig.loss`: Keras losses for one-hot targets and a softmax output.
+LOSSES: tuple[str, ...] = ("categorical_crossentropy", "categorical_focal_crossentropy",
+                           "kl_divergence", "categorical_hinge")
 #: Fields that do not change what is computed: they may differ when a run is resumed.
-RUNTIME_FIELDS: tuple[str, ...] = ("workers", "cache_bytes", "checkpoint_every", "profile")
+RUNTIME_FIELDS: tuple[str, ...] = ("workers", "cache_bytes", "checkpoint_every", "profile",
+                                   "feed", "cache_dir")
 
 #: Presets. ``paper`` is the paper's protocol. ``quick`` is a CPU demo, *not* the paper's
 #: model: a small input (64 px), narrow dense layers (256 units, about 3 M parameters),
@@ -71,6 +87,8 @@ _RANGES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "checkpoint_every": (">= 1", lambda v: v >= 1),
     "workers": (">= 1", lambda v: v >= 1),
     "cache_bytes": (">= 0", lambda v: v >= 0),
+    # seed * 1000 + fold * 100 + epoch seeds NumPy, which takes seeds below 2**32
+    "seed": ("in [0, 4000000)", lambda v: 0 <= v < 4_000_000),
 }
 
 
@@ -108,8 +126,9 @@ class TrainConfig:
     seed : int
         Seed of splits, balancing, augmentation, shuffling and weight initialisation.
     precision : {"float32", "mixed", "mixed_float16", "mixed_bfloat16"}
-        ``"mixed"`` means ``mixed_float16`` (with automatic loss scaling) on a GPU and
-        ``mixed_bfloat16`` on a CPU. The softmax output stays float32. See
+        ``"mixed"`` means ``mixed_bfloat16`` where the device computes in bfloat16 (CPUs,
+        NVIDIA GPUs from compute capability 8.0, Ampere, on) and ``mixed_float16`` (with
+        automatic loss scaling) on older GPUs. The softmax output stays float32. See
         :data:`PRECISIONS`.
     conv_dropout, dense_dropout : float
         Dropout rates (the paper gives none; see :mod:`allnet_core.model`).
@@ -126,9 +145,26 @@ class TrainConfig:
         Save a resumable checkpoint every this many epochs (1: a crash loses at most one
         epoch). Larger values save disk time on fast GPUs.
     workers : int
-        Threads reading and augmenting images for the training feed.
+        Threads reading batches for the training feed; with ``feed="cached"`` also the
+        processes that build the image cache.
     cache_bytes : int
-        Memory the feed may use to keep decoded images (0: none).
+        Memory the on-the-fly feed may use to keep decoded images (0: none).
+    feed : {"cached", "stream"}
+        ``"cached"`` (default) builds each fold's balanced, augmented training set and its
+        validation set once as ``uint8`` arrays on disk (``S * S * 3`` bytes per image:
+        12,000 cells at 450 px take 7.3 GB) and only shuffles and reads them each epoch:
+        the paper's augment-once protocol, fast enough for a GPU. ``"stream"`` reads,
+        augments and resizes every batch from the image files (no extra disk, tens of
+        450 px images per second per core). Both compute the same images (the cache
+        rounds resized images to whole grey levels). See :data:`FEEDS`.
+    cache_dir : str or None
+        Folder of the image caches. ``None``: each fold's own folder in the run
+        (``fold_<k>/train_cache.npy``, ``val_cache.npy``), deleted when the fold is
+        complete. A folder: caches are named by their content's fingerprint, kept, and
+        reused by any run that needs the same images.
+    epoch_flips : bool
+        Flip and turn every training image by a random symmetry of the square, anew every
+        epoch (cheap, on the batch). Off in the paper's protocol.
     profile : str
         Name of the preset the values came from (informational; see :data:`PROFILES`).
     """
@@ -153,19 +189,32 @@ class TrainConfig:
     checkpoint_every: int = 1
     workers: int = 2
     cache_bytes: int = 0
+    feed: str = "cached"
+    cache_dir: str | None = None
+    epoch_flips: bool = False
     profile: str = "paper"
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
-        """Raise :class:`ConfigError` naming the first value out of range."""
+        """Raise :class:`ConfigError` naming the first value of a wrong type or out of range.
+
+        Integer fields take whole numbers (``2.0`` becomes ``2``; ``2.5``, ``True``, ``"3"``
+        are refused), float fields finite numbers (no NaN or infinity), ``augment`` a bool,
+        the others strings; NumPy scalars become plain Python values.
+        """
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, _typed(f.name, getattr(self, f.name), f.type))
         for name, (rule, ok) in _RANGES.items():
             value = getattr(self, name)
             if not ok(value):
                 raise ConfigError(f"{name} must be {rule}, got {value!r}")
         check_choice(self.split, SPLITS, "split")
         check_choice(self.precision, PRECISIONS, "precision")
+        check_choice(self.optimizer, OPTIMIZERS, "optimizer")
+        check_choice(self.loss, LOSSES, "loss")
+        check_choice(self.feed, FEEDS, "feed")
 
     @classmethod
     def from_profile(cls, profile: str = "paper", **overrides: Any) -> TrainConfig:
@@ -200,21 +249,53 @@ class TrainConfig:
     @classmethod
     def from_json(cls, text_or_path: str | os.PathLike) -> TrainConfig:
         """Build from JSON text or from a ``config.json`` file."""
-        text = str(text_or_path)
+        text, where = str(text_or_path), None
         if not text.lstrip().startswith("{"):
-            path = Path(text_or_path)
+            where = Path(text_or_path)
             try:
-                text = path.read_text(encoding="utf-8")
-            except OSError as exc:
-                raise ConfigError(f"{path}: cannot read the config ({exc})") from exc
+                text = where.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"{where}: cannot read the config ({exc})") from exc
         try:
             values = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"config is not valid JSON ({exc})") from exc
-        return cls.from_dict(values)
+        except (ValueError, RecursionError) as exc:
+            raise ConfigError(f"{where or 'config'}: not valid JSON ({exc})") from None
+        try:
+            return cls.from_dict(values)
+        except ConfigError as exc:
+            if where is None:
+                raise
+            raise ConfigError(f"{where}: {exc}") from None
+
+
+def _typed(name: str, value: Any, kind: str) -> Any:
+    """``value`` as the field's type (``kind``: the annotation's name), or a ConfigError."""
+    got = f"got {value!r} ({type(value).__name__})"
+    if kind == "bool":
+        if isinstance(value, bool | np.bool_):
+            return bool(value)
+        raise ConfigError(f"{name} must be true or false, {got}")
+    if kind == "str | None" and (value is None or isinstance(value, os.PathLike)):
+        return None if value is None else os.fspath(value)
+    if kind in ("str", "str | None"):
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{name} must be a string, {got}")
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+        raise ConfigError(f"{name} must be {'a whole' if kind == 'int' else 'a'} number, {got}")
+    if not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, {got}")
+    if kind == "int":
+        if value != int(value):
+            raise ConfigError(f"{name} must be a whole number, {got}")
+        return int(value)
+    return float(value)
 
 
 def _check_field_names(values: Mapping[str, Any]) -> None:
+    if not isinstance(values, Mapping):
+        raise ConfigError("a training config must be a mapping (a JSON object) of TrainConfig "
+                          f"fields, got {type(values).__name__} {values!r:.80}")
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(values) - known)
     if unknown:
@@ -243,10 +324,11 @@ def config_from_request(fields: Mapping[str, Any], profile: str | None = None,
     TrainConfig
         For a new run, ``TrainConfig.from_profile(profile or "paper", **fields)``. When
         resuming, the run's saved ``config.json`` with the runtime fields
-        (:data:`RUNTIME_FIELDS`: ``workers``, ``cache_bytes``, ``checkpoint_every``) of the
-        request applied. Any other field is ignored when it equals its profile's value: a
-        form sends every field, most of them untouched defaults, so a run started with
-        ``--dense-units 512`` resumes from a form showing the profile's 4096.
+        (:data:`RUNTIME_FIELDS`: ``workers``, ``cache_bytes``, ``checkpoint_every``,
+        ``feed``, ``cache_dir``) of the request applied. Any other field is ignored when it
+        equals its profile's value: a form sends every field, most of them untouched
+        defaults, so a run started with ``--dense-units 512`` resumes from a form showing
+        the profile's 4096.
 
     Raises
     ------
@@ -260,8 +342,8 @@ def config_from_request(fields: Mapping[str, Any], profile: str | None = None,
     >>> config_from_request({"epochs": 3, "seed": None}, "quick").epochs
     3
     """
+    _check_field_names(fields)
     values = {k: v for k, v in fields.items() if v is not None}
-    _check_field_names(values)
     in_fields = values.pop("profile", None)
     if profile is not None and in_fields is not None and profile != in_fields:
         raise ConfigError(f"the request names two profiles, {profile!r} and {in_fields!r}")

@@ -18,19 +18,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from allnet_core.classes import NEGATIVE_CLASS, POSITIVE_CLASS
 from allnet_core.datasets.table import as_table
 from allnet_core.errors import CancelledError, ModelError
-from allnet_core.io import atomic_write, write_csv, write_json
+from allnet_core.io import atomic_write, check_output_dir, write_csv, write_json
 from allnet_core.metrics import as_float, json_safe
 from allnet_core.progress import CancelLike, ProgressCallback, check_cancel, emit
 from allnet_core.training.callbacks import _load_fold_state, _make_callback, _selection_key
 from allnet_core.training.config import TrainConfig
-from allnet_core.training.rundir import _log_environment, _plan_for_csv, _prepare_run_dir
+from allnet_core.training.feeds import build_fold_caches, make_fold_feeds, remove_fold_caches
+from allnet_core.training.rundir import (
+    _log_environment,
+    _plan_for_csv,
+    _prepare_run_dir,
+    check_not_in_use,
+    run_dir_lock,
+)
 from allnet_core.training.runtime import (
     _distribution_scope,
     _dtype_policy,
-    _feed,
     _new_model,
     load_model,
     predict_p_all,
@@ -111,6 +116,7 @@ def _train_fold(run: _Run, splits: pd.DataFrame, fold: int) -> dict[str, Any]:
         for old in fold_dir.glob("ckpt_e*.keras"):  # left over by a kill after the commit
             old.unlink(missing_ok=True)
         (fold_dir / "state.json").unlink(missing_ok=True)
+        remove_fold_caches(fold_dir)
         emit(run.progress, "fold_skipped", fold=fold, folds=config.folds,
              reason="already complete", val_f1=metrics.get("f1"))
         return metrics
@@ -122,6 +128,7 @@ def _train_fold(run: _Run, splits: pd.DataFrame, fold: int) -> dict[str, Any]:
         write_csv(fold_dir / "plan.csv", _plan_for_csv(plan, train))
 
     state = _load_fold_state(fold_dir)
+    caches = build_fold_caches(run, fold, fold_dir, train, val, plan)
     with _dtype_policy(config.precision), _distribution_scope():
         if state["checkpoint"]:
             model = load_model(fold_dir / state["checkpoint"], compile=True)
@@ -129,25 +136,27 @@ def _train_fold(run: _Run, splits: pd.DataFrame, fold: int) -> dict[str, Any]:
             keras.utils.set_random_seed(config.seed * 1000 + fold)
             model = _new_model(config)
         start = int(state["epoch"])
-        feed = _feed(train, config, plan=plan, augmenter=augmenter, shuffle=True,
-                     seed=config.seed * 1000 + fold, epoch=int(state["epoch"]))
+        feed, val_feed = make_fold_feeds(config, train, plan, augmenter, caches,
+                                         seed=config.seed * 1000 + fold, epoch=start)
         run.batches = len(feed)
         emit(run.progress, "fold_start", fold=fold, folds=config.folds, epochs=config.epochs,
              start_epoch=start + 1, n_train=len(train), n_train_balanced=len(plan),
-             n_val=len(val), batches=run.batches)
+             n_val=len(val), batches=run.batches, feed=config.feed)
         if start < config.epochs:
             if start:
                 keras.utils.set_random_seed(config.seed * 1000 + fold * 100 + start)
-            callback = _make_callback(run, fold, fold_dir, val, state)
+            callback = _make_callback(run, fold, fold_dir, val, state, val_feed)
             model.fit(feed, epochs=config.epochs, initial_epoch=start, verbose=0,
-                      shuffle=False, callbacks=[callback])
+                      shuffle=False, callbacks=[feed.epoch_callback(), callback])
             if callback.cancelled:
                 done = state["checkpoint_epoch"] if state.get("checkpoint") else 0
                 emit(run.progress, "cancelled", fold=fold, epoch=done)
                 raise CancelledError(
                     f"training cancelled during fold {fold} (epochs 1-{done} of it are "
                     f"saved); continue with `allnet train ... --out {run.run_dir} --resume`")
-    return _finish_fold(run, fold, fold_dir, state)
+    metrics = _finish_fold(run, fold, fold_dir, state)
+    remove_fold_caches(fold_dir)
+    return metrics
 
 
 def _finish_fold(run: _Run, fold: int, fold_dir: Path, state: dict) -> dict[str, Any]:
@@ -176,7 +185,7 @@ def _finish_fold(run: _Run, fold: int, fold_dir: Path, state: dict) -> dict[str,
 
 
 def _score_holdout(run: _Run, splits: pd.DataFrame, best_fold: int) -> dict[str, Any]:
-    from allnet_core.metrics import binary_metrics, per_subject_summary
+    from allnet_core.metrics import binary_metrics, per_subject_summary, prediction_table
 
     check_cancel(run.cancel, "training")
     hold = _role_table(splits, "holdout")
@@ -186,8 +195,7 @@ def _score_holdout(run: _Run, splits: pd.DataFrame, best_fold: int) -> dict[str,
     p = predict_p_all(model, hold, run.config)
     metrics = binary_metrics(hold["label"].to_numpy(), p)
     metrics.update(fold=best_fold, model=str(model_path.relative_to(run.run_dir)))
-    predictions = hold[["path", "subject", "label"]].assign(
-        p_all=p, predicted=np.where(p >= 0.5, POSITIVE_CLASS, NEGATIVE_CLASS))
+    predictions = prediction_table(hold, p)
     out = run.run_dir / "holdout"
     write_csv(out / "predictions.csv", predictions)
     write_csv(out / "per_subject.csv", per_subject_summary(predictions))
@@ -230,8 +238,8 @@ def cross_validate(
     resume : bool
         Continue the run in ``out_dir``: completed folds are kept, an unfinished fold
         continues from its last saved epoch. The configuration must match the saved one
-        (except ``workers``, ``cache_bytes``, ``checkpoint_every``). Without a run in
-        ``out_dir`` a new run starts.
+        (except the runtime fields ``workers``, ``cache_bytes``, ``checkpoint_every``,
+        ``feed``, ``cache_dir``). Without a run in ``out_dir`` a new run starts.
     verify : bool
         Decode every image of a table before training (a folder is always verified by
         ``discover``).
@@ -246,7 +254,12 @@ def cross_validate(
         Before any training: empty dataset, one class, unreadable file, fewer subjects
         than needed for the folds (the message suggests ``--folds N``).
     ConfigError
-        ``out_dir`` holds another run (and ``resume`` is false) or a different config.
+        A config value of a wrong type or out of range; ``out_dir`` holds another run (and
+        ``resume`` is false) or a different config.
+    RunInUseError
+        Another process trains in ``out_dir`` (it holds the run folder's lock).
+    OutputError
+        ``out_dir`` is a file or cannot be written (checked before any work).
     CancelledError
         When ``cancel`` was set; the run folder stays resumable.
 
@@ -258,13 +271,23 @@ def cross_validate(
     0.93
     """
     config = config or TrainConfig()
-    config.validate()
-    run_dir = Path(out_dir)
+    config.validate()  # nothing is written before the config is valid
+    run_dir = check_output_dir(out_dir)
+    check_not_in_use(run_dir)
     started = time.perf_counter()
     table, verified = as_table(dataset)
     splits = make_splits(table, config)  # raises on too few subjects / one class
     if verify and not verified:
         _verify_files(table["path"].tolist(), progress, cancel, workers=max(1, config.workers))
+    with run_dir_lock(run_dir):  # a second writer is refused, naming this process
+        return _run_protocol(run_dir, config, table, splits, progress, cancel, resume,
+                             started)
+
+
+def _run_protocol(run_dir: Path, config: TrainConfig, table: pd.DataFrame,
+                  splits: pd.DataFrame, progress: ProgressCallback | None,
+                  cancel: CancelLike | None, resume: bool, started: float) -> TrainResult:
+    """The part of :func:`cross_validate` that runs under the run folder's lock."""
     resumed = _prepare_run_dir(run_dir, config, splits, resume)
     run = _Run(config=config, run_dir=run_dir, progress=progress, cancel=cancel)
     emit(progress, "start", run_dir=str(run_dir), folds=config.folds, epochs=config.epochs,

@@ -12,7 +12,9 @@ After the folds, :func:`write_trust`
    ECE and reliability before and after calibration, the share of uncertain and
    out-of-scope cells, per-subject calls;
 4. writes ``fold_<k>/model.card.json`` and ``model.card.npz`` beside the best model and the
-   hold-out's calls into ``holdout/predictions.csv``.
+   hold-out's calibrated P(ALL) and calls into ``holdout/predictions.csv`` (the columns of
+   :func:`allnet_core.metrics.prediction_table`, then ``p_all_raw``, ``call`` and
+   ``oos_score``) and ``holdout/per_subject.csv``.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from allnet_core.classes import CLASS_NAMES, NEGATIVE_CLASS, POSITIVE_CLASS
+from allnet_core.classes import CLASS_NAMES
 from allnet_core.progress import check_cancel, emit
 
 __all__ = ["file_list_fingerprint", "write_trust"]
@@ -107,7 +109,7 @@ def _holdout(predictor, run, splits) -> tuple[dict[str, Any], pd.DataFrame]:
     """The hold-out scored with calibration and scope: card entries and predictions."""
     from allnet_core.inference.calls import DEFAULT_UNCERTAIN, call_cells, summarize_calls
     from allnet_core.intervals import subject_bootstrap
-    from allnet_core.metrics import labels_to_int
+    from allnet_core.metrics import labels_to_int, prediction_table
     from allnet_core.model.calibration import calibration_summary
     from allnet_core.training.splits import _role_table
 
@@ -117,11 +119,10 @@ def _holdout(predictor, run, splits) -> tuple[dict[str, Any], pd.DataFrame]:
     p = predictor.calibrate(p_raw)
     oos = predictor.oos_score(feats) if len(feats) else np.zeros(0)
     calls = call_cells(p, oos, 0.5, DEFAULT_UNCERTAIN)
-    predictions = hold[["path", "subject", "label"]].assign(
-        p_all=p, predicted=np.where(p >= 0.5, POSITIVE_CLASS, NEGATIVE_CLASS),
-        p_all_raw=p_raw, call=calls, oos_score=oos)
+    predictions = prediction_table(hold, p, 0.5).assign(p_all_raw=p_raw, call=calls,
+                                                        oos_score=oos)
     per_subject = summarize_calls(predictions.sort_values("subject", kind="stable"),
-                                  ["subject", "label"])
+                                  ["subject", "true_class"])
     per_subject["mean_p_all"] = per_subject["subject"].map(
         predictions.groupby("subject")["p_all"].mean())
     entry = {
@@ -159,7 +160,11 @@ def write_trust(run, splits: pd.DataFrame, best_fold: int) -> dict[str, Any]:
     check_cancel(run.cancel, "training")
     holdout, predictions = _holdout(Predictor(loaded, calibration=calibration, scope=scope),
                                     run, splits)
+    from allnet_core.metrics import per_subject_summary
+
+    # the hold-out tables again, now from the calibrated P(ALL), with the calls
     write_csv(run.run_dir / "holdout" / "predictions.csv", predictions)
+    write_csv(run.run_dir / "holdout" / "per_subject.csv", per_subject_summary(predictions))
     keras = get_keras()
     data = {
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),

@@ -15,7 +15,7 @@ import traceback
 from typing import IO, Any
 
 from allnet_core import __version__
-from allnet_core.errors import AllnetError, CancelledError
+from allnet_core.errors import AllnetError, CancelledError, ProtocolError, describe_os_error
 from allnet_core.progress import CancelToken
 from allnet_core.worker import jobs
 from allnet_core.worker.protocol import (
@@ -33,8 +33,9 @@ class Worker:
 
     Parameters
     ----------
-    inp : text stream
-        Where requests arrive, one JSON object per line.
+    inp : text or binary stream
+        Where requests arrive, one JSON object per line (bytes are decoded as UTF-8 line
+        by line; a line that is not is answered with a ``ProtocolError``).
     out : text stream
         Where messages go, one JSON object per line (flushed after each line).
     """
@@ -76,34 +77,39 @@ class Worker:
             self._run_job(request)
 
     def _read_requests(self) -> None:
-        for line in self._inp:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                request = decode_request(line)
-            except ValueError as exc:
-                self.send("error", id=None, op=None, error_type="ProtocolError",
-                          message=f"bad request {line[:200]!r}: {exc}")
-                continue
-            op = request.get("op")
-            rid = request.get("id")
-            if op == "ping":
-                self.send("pong", id=rid, busy=self._current is not None, pid=os.getpid())
-            elif op == "cancel":
-                self._cancel(rid)
-            elif op == "shutdown":
-                break
-            elif op in JOB_OPS:
-                self._jobs.put(request)
-            else:
-                known = ", ".join(JOB_OPS + CONTROL_OPS)
-                self.send("error", id=rid, op=op, error_type="ProtocolError",
-                          message=f"unknown op {op!r}; known ops: {known}")
-        # shutdown or end of input (the parent went away): stop what runs, then exit
-        self._stopping.set()
-        self._cancel_current()
-        self._jobs.put(None)
+        """Read request lines until ``shutdown`` or end of input, whatever the bytes are;
+        then stop what runs and let :meth:`run` return."""
+        try:
+            for line in self._inp:
+                if line.strip() and self._handle_line(line) == "shutdown":
+                    break
+        except Exception as exc:  # an unreadable stdin: stop as at end of input
+            print(f"allnet worker: cannot read requests ({type(exc).__name__}: {exc})",
+                  file=sys.stderr)
+        finally:
+            self._stopping.set()
+            self._cancel_current()
+            self._jobs.put(None)
+
+    def _handle_line(self, line: str | bytes) -> str | None:
+        """Answer or queue one request line; return its op (``None`` if it was bad)."""
+        try:
+            request = decode_request(line.strip())
+        except ProtocolError as exc:
+            self.send("error", id=None, op=None, error_type="ProtocolError", message=str(exc))
+            return None
+        op, rid = request.get("op"), request.get("id")
+        if op == "ping":
+            self.send("pong", id=rid, busy=self._current is not None, pid=os.getpid())
+        elif op == "cancel":
+            self._cancel(rid)
+        elif op in JOB_OPS:
+            self._jobs.put(request)
+        elif op != "shutdown":
+            known = ", ".join(JOB_OPS + CONTROL_OPS)
+            self.send("error", id=rid, op=op, error_type="ProtocolError",
+                      message=f"unknown op {op!r}; known ops: {known}")
+        return op
 
     def _cancel_current(self) -> None:
         with self._state_lock:
@@ -136,6 +142,9 @@ class Worker:
             reply = ("cancelled", {"message": str(exc)})
         except AllnetError as exc:
             reply = ("error", {"error_type": type(exc).__name__, "message": str(exc)})
+        except OSError as exc:  # a read-only or full output folder: the user's to fix
+            reply = ("error", {"error_type": type(exc).__name__,
+                               "message": describe_os_error(exc)})
         except Exception as exc:  # report, keep serving: one bad job must not kill the worker
             reply = ("error", {"error_type": type(exc).__name__,
                                "message": f"{type(exc).__name__}: {exc}",
@@ -160,5 +169,6 @@ def main() -> int:
     """Entry point of ``python -m allnet_core.worker``."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     out = _protocol_stdout()
-    inp = open(sys.stdin.fileno(), encoding="utf-8", closefd=False)  # noqa: SIM115
+    # bytes, decoded line by line: one line that is not UTF-8 gets an error reply
+    inp = open(sys.stdin.fileno(), "rb", closefd=False)  # noqa: SIM115
     return Worker(inp, out).run()

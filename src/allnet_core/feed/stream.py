@@ -1,4 +1,5 @@
-"""A constant-memory source of training batches: read, augment, resize, one-hot.
+"""The on-the-fly feed: a constant-memory source of batches, read, augmented, resized and
+one-hot encoded for every batch of every epoch.
 
 :class:`TrainingFeed` is a :class:`keras.utils.PyDataset`: Keras' ``fit``/``evaluate``/
 ``predict`` pull batches from it with worker threads (or processes), on every backend
@@ -27,48 +28,50 @@ What one sample goes through
 
 Order: samples are shuffled once per epoch under ``seed`` (``on_epoch_begin`` moves to the
 next epoch from the second epoch on; :meth:`FeedCore.set_epoch` jumps to one, e.g. when a
-run resumes). Pass
+run resumes; :meth:`FeedCore.epoch_callback` pins epochs to Keras' own count, which JAX
+needs). Pass
 ``shuffle=False`` to ``model.fit`` so that Keras does not reorder the batches again with
 an unseeded generator; the feed's own shuffle already mixes samples across batches.
-The last, partial batch is included.
+The last, partial batch is included (see :class:`~allnet_core.feed._batching.Batching`
+for data-parallel replicas). ``flips=True`` turns each image of a batch by a random
+symmetry of the square every epoch (:func:`~allnet_core.feed.dihedral`).
 """
 
 from __future__ import annotations
 
 import functools
-import math
 import os
 import threading
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
-from allnet_core.augment import Augmenter, apply_params, parse_params
+from allnet_core.augment import Augmenter, parse_params
 from allnet_core.classes import CLASS_NAMES
-from allnet_core.errors import ConfigError, DatasetError, ImageReadError
+from allnet_core.errors import ConfigError, DatasetError
+from allnet_core.feed._batching import (
+    Batching,
+    EpochOrder,
+    check_class_names,
+    check_positive_int,
+    dihedral,
+    encode_labels,
+    flip_codes,
+    keras_feed_class,
+    one_hot,
+)
+from allnet_core.feed._samples import augment_sample, read_sample
 from allnet_core.preprocess import resize_for_model
-from allnet_core.validation import check_rgb
 
 # TrainingFeed is created on first access (module __getattr__), so Keras loads only then.
-__all__ = ["DEFAULT_CLASS_NAMES", "FeedCore", "TrainingFeed", "make_feed", "resize_for_model"]  # noqa: F822
+__all__ = ["DEFAULT_CLASS_NAMES", "FeedCore", "TrainingFeed", "make_feed"]  # noqa: F822
 
 #: Class order of the one-hot labels (index 1 = ALL), as ALLNet's output: an alias of
 #: :data:`allnet_core.classes.CLASS_NAMES`.
 DEFAULT_CLASS_NAMES = CLASS_NAMES
 
 
-def _default_workers() -> int:
-    return max(1, min(4, os.cpu_count() or 1))
-
-
-def _check_positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-class FeedCore:
+class FeedCore(EpochOrder):
     """Everything :class:`TrainingFeed` does, without the Keras base class.
 
     Parameters
@@ -107,36 +110,44 @@ class FeedCore:
     check_files : bool
         Check that every file exists when the feed is made, so a missing file fails
         before training starts rather than hours into it.
+    flips : bool
+        Flip and turn each image by a random symmetry of the square, anew every epoch.
+    batch_multiple : int
+        Every batch holds a multiple of this many samples (the data-parallel replicas).
+    pad : bool
+        Pad a partial last batch to ``batch_multiple`` with repeats of its last sample
+        (prediction) instead of trimming it (training).
     """
 
     def __init__(self, paths: Sequence, labels: Sequence, plan=None, batch_size: int = 16,
                  input_size: int = 450, augmenter: Augmenter | None = None,
                  shuffle: bool = True, seed: int = 0, cache_bytes: int = 0,
                  class_names: Sequence[str] = DEFAULT_CLASS_NAMES, epoch: int = 0,
-                 check_files: bool = True):
+                 check_files: bool = True, flips: bool = False, batch_multiple: int = 1,
+                 pad: bool = False):
         self._plan_given = plan is not None
         self.paths = [os.fspath(p) for p in paths]
         n = len(self.paths)
         if len(labels) != n:
             raise DatasetError(f"{n} paths but {len(labels)} labels; they must match")
-        self.batch_size = _check_positive_int("batch_size", batch_size)
-        self.input_size = _check_positive_int("input_size", input_size)
+        self.batch_size = check_positive_int("batch_size", batch_size)
+        self.input_size = check_positive_int("input_size", input_size)
         if isinstance(cache_bytes, bool) or not isinstance(cache_bytes, (int, np.integer)) \
                 or cache_bytes < 0:
             raise ConfigError(f"cache_bytes must be an integer >= 0, got {cache_bytes!r}")
         self.cache_bytes = int(cache_bytes)
-        self.class_names = tuple(str(c) for c in class_names)
-        if len(self.class_names) < 2 or len(set(self.class_names)) != len(self.class_names):
-            raise ConfigError(f"class_names must be 2+ distinct names, got {class_names!r}")
+        self.class_names = check_class_names(class_names)
         if augmenter is not None and not hasattr(augmenter, "sample_params"):
             raise ConfigError(f"augmenter must be an Augmenter, got {augmenter!r}")
         self.augmenter = augmenter
         self.shuffle = bool(shuffle)
         self.seed = int(seed)
-        self._y = self._encode_labels(labels)
+        self.flips = bool(flips)
+        self._y = encode_labels(labels, self.class_names, self.paths)
         self._rows, self._params = self._read_plan(plan, labels)
         if len(self._rows) == 0:
             raise DatasetError("the feed has no samples (empty file list or plan)")
+        self._batching = Batching(len(self._rows), self.batch_size, batch_multiple, pad)
         if check_files:
             missing = [p for p in self.paths if not os.path.isfile(p)]
             if missing:
@@ -149,21 +160,6 @@ class FeedCore:
         self.set_epoch(epoch)
 
     # -- construction helpers ------------------------------------------------------------
-
-    def _encode_labels(self, labels) -> np.ndarray:
-        lookup = {name: k for k, name in enumerate(self.class_names)}
-        out = np.empty(len(labels), dtype=np.int64)
-        for i, lab in enumerate(labels):
-            if isinstance(lab, (int, np.integer)) and not isinstance(lab, bool):
-                k = int(lab) if 0 <= int(lab) < len(self.class_names) else None
-            else:
-                k = lookup.get(str(lab))
-            if k is None:
-                raise DatasetError(
-                    f"{self.paths[i]}: label {lab!r} is not one of {list(self.class_names)}"
-                )
-            out[i] = k
-        return out
 
     def _read_plan(self, plan, labels) -> tuple[np.ndarray, list[dict | None]]:
         n = len(self.paths)
@@ -194,41 +190,13 @@ class FeedCore:
         params = [parse_params(p) or None for p in plan["params"]]
         return rows, params
 
-    # -- epochs and order ----------------------------------------------------------------
-
-    def set_epoch(self, epoch: int) -> None:
-        """Jump to ``epoch`` (0-based): sets the sample order and on-the-fly augmentation.
-
-        The next epoch Keras runs uses this epoch's order.
-        """
-        self.epoch = int(epoch)
-        self._fresh = True
-        n = len(self._rows)
-        if self.shuffle:
-            self._order = np.random.default_rng([self.seed, self.epoch]).permutation(n)
-        else:
-            self._order = np.arange(n)
-
-    def on_epoch_begin(self) -> None:
-        """Keras calls this before each epoch: from the second one on, move to the next.
-
-        Counting epochs here rather than in ``on_epoch_end`` keeps the first epoch of a
-        ``fit`` at ``epoch`` (Keras also calls ``on_epoch_end`` once before training starts).
-        """
-        if not self._fresh:
-            self.set_epoch(self.epoch + 1)
-        self._fresh = False
-
-    def on_epoch_end(self) -> None:
-        """Nothing to do: the next :meth:`on_epoch_begin` moves to the next epoch."""
-
     @property
     def num_samples(self) -> int:
         """Samples per epoch (plan rows, or files without a plan)."""
         return len(self._rows)
 
     def __len__(self) -> int:
-        return math.ceil(len(self._rows) / self.batch_size)
+        return len(self._batching)
 
     def sample_indices(self) -> np.ndarray:
         """Row positions into ``paths`` of this epoch's samples, in feed order."""
@@ -244,10 +212,7 @@ class FeedCore:
         cached = self._cache.get(row)
         if cached is not None:
             return cached
-        path = self.paths[row]
-        from allnet_core.io import read_rgb
-
-        image = check_rgb(read_rgb(path), path, alpha=False)
+        image = read_sample(self.paths[row])
         if self.cache_bytes and self._cache_used + image.nbytes <= self.cache_bytes:
             with self._lock:
                 if row not in self._cache and self._cache_used + image.nbytes <= self.cache_bytes:
@@ -265,30 +230,22 @@ class FeedCore:
         if params is None and self.augmenter is not None and not self._plan_given:
             rng = np.random.default_rng([self.seed, self.epoch, sample])
             params = self.augmenter.sample_params(rng)
-        if params:
-            try:
-                image = apply_params(image, params)
-            except ImageReadError as exc:
-                raise ImageReadError(self.paths[row], exc.problem) from exc
-        return image
+        return augment_sample(image, params, self.paths[row])
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        if not 0 <= index < len(self):
-            raise IndexError(f"batch {index} out of range (0..{len(self) - 1})")
-        start = index * self.batch_size
-        stop = min(start + self.batch_size, len(self._rows))
+        positions = self._batching.positions(index)
         size = self.input_size
-        x = np.empty((stop - start, size, size, 3), dtype=np.float32)
-        for j, pos in enumerate(range(start, stop)):
-            image = self.load_sample(pos)
+        x = np.empty((len(positions), size, size, 3), dtype=np.float32)
+        for j, pos in enumerate(positions):
+            image = self.load_sample(int(pos))
             if image.shape == (size, size, 3):
                 x[j] = image  # cast on assignment: no intermediate float copy
             else:
                 x[j] = resize_for_model(image, size)
-        labels = self._y[self._rows[self._order[start:stop]]]
-        y = np.zeros((stop - start, len(self.class_names)), dtype=np.float32)
-        y[np.arange(stop - start), labels] = 1.0
-        return x, y
+        if self.flips:
+            x = dihedral(x, flip_codes(self.seed, self.epoch, index, len(x)))
+        labels = self._y[self._rows[self._order[positions]]]
+        return x, one_hot(labels, len(self.class_names))
 
     # -- pickling for multiprocessing workers ---------------------------------------------
 
@@ -305,40 +262,9 @@ class FeedCore:
 
 @functools.cache
 def _feed_class() -> type:
-    from allnet_core.backend import get_keras
-
-    keras = get_keras()
-
-    class TrainingFeed(FeedCore, keras.utils.PyDataset):
-        def __init__(self, paths: Sequence, labels: Sequence, plan=None, batch_size: int = 16,
-                     input_size: int = 450, augmenter: Augmenter | None = None,
-                     shuffle: bool = True, seed: int = 0, workers: int | None = None,
-                     use_multiprocessing: bool = False, max_queue_size: int | None = None,
-                     cache_bytes: int = 0, class_names: Sequence[str] = DEFAULT_CLASS_NAMES,
-                     epoch: int = 0, check_files: bool = True):
-            workers = _default_workers() if workers is None else _check_positive_int(
-                "workers", workers)
-            if max_queue_size is None:
-                max_queue_size = max(2, 2 * workers)
-            keras.utils.PyDataset.__init__(
-                self, workers=workers, use_multiprocessing=bool(use_multiprocessing),
-                max_queue_size=_check_positive_int("max_queue_size", max_queue_size))
-            FeedCore.__init__(
-                self, paths, labels, plan=plan, batch_size=batch_size, input_size=input_size,
-                augmenter=augmenter, shuffle=shuffle, seed=seed, cache_bytes=cache_bytes,
-                class_names=class_names, epoch=epoch, check_files=check_files)
-
-        def on_epoch_begin(self) -> None:
-            FeedCore.on_epoch_begin(self)
-
-        def on_epoch_end(self) -> None:
-            FeedCore.on_epoch_end(self)
-
-    TrainingFeed.__module__ = __name__
-    TrainingFeed.__qualname__ = "TrainingFeed"
-    TrainingFeed.__doc__ = _TRAINING_FEED_DOC.format(
+    doc = _TRAINING_FEED_DOC.format(
         parameters=(FeedCore.__doc__ or "").split("\n", 2)[2].rstrip())
-    return TrainingFeed
+    return keras_feed_class(FeedCore, "TrainingFeed", __name__, doc)
 
 
 _TRAINING_FEED_DOC = """Batches ``(images, one_hot)`` for ``fit``: a ``keras.utils.PyDataset``.

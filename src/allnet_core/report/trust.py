@@ -2,7 +2,8 @@
 a reliability diagram before and after), out-of-scope rates and per-subject calls.
 
 Used by :func:`allnet_core.report.write_run_report` (from the best model's card) and
-:func:`allnet_core.report.write_evaluation_report` (from an evaluation's predictions).
+:func:`allnet_core.report.write_evaluation_report` (from an evaluation's predictions); the
+reliability diagram is :func:`allnet_core.report.plots.plot_reliability`.
 """
 
 from __future__ import annotations
@@ -13,51 +14,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_card", "card_markdown", "evaluation_markdown", "plot_reliability"]
+from allnet_core.report.plots import plot_reliability
 
-
-def plot_reliability(summary: Mapping[str, Any], path: str | os.PathLike,
-                     title: str = "Reliability on the hold-out") -> Path:
-    """A reliability diagram: fraction truly ALL against mean P(ALL) per bin, before and
-    after calibration, the diagonal of perfect calibration, and the cells per bin.
-
-    Parameters
-    ----------
-    summary : dict
-        Holds ``reliability_before``, ``reliability_after``, ``ece_before``,
-        ``ece_after`` (from :func:`allnet_core.model.calibration.calibration_summary` or
-        a card's ``holdout``).
-    path : path-like
-        PNG file to write.
-    """
-    import numpy as np
-    from matplotlib.figure import Figure
-
-    from allnet_core.report import _save_figure
-
-    fig = Figure(figsize=(5.2, 4.6))
-    ax = fig.subplots()
-    ax.plot([0, 1], [0, 1], color="0.6", ls=":", label="perfect calibration")
-    for key, color, name in (("before", "#d55e00", "raw"), ("after", "#0072b2", "calibrated")):
-        r = summary[f"reliability_{key}"]
-        conf = np.asarray(r["confidence"], float)
-        acc = np.asarray(r["accuracy"], float)
-        used = np.isfinite(conf) & np.isfinite(acc)
-        ece = summary.get(f"ece_{key}")
-        ax.plot(conf[used], acc[used], "o-", color=color,
-                label=f"{name} (ECE {_num(ece, 3)})")
-    edges = np.asarray(summary["reliability_after"]["edges"], float)
-    counts = np.asarray(summary["reliability_after"]["count"], float)
-    twin = ax.twinx()
-    twin.bar(edges[:-1], counts, width=np.diff(edges), align="edge", color="0.85",
-             zorder=0)
-    twin.set_ylabel("cells per bin (calibrated)")
-    ax.set_zorder(twin.get_zorder() + 1)
-    ax.patch.set_visible(False)
-    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="mean P(ALL) in bin", ylabel="fraction truly ALL",
-           title=title)
-    ax.legend(loc="upper left", fontsize=8)
-    return _save_figure(fig, Path(path))
+__all__ = ["add_card", "card_markdown", "evaluation_markdown"]
 
 
 def _num(value, digits: int = 2) -> str:
@@ -74,7 +33,8 @@ def _calls_table(per_subject) -> list[str]:
         ci = (f"{100 * frac:.0f} % ({100 * r['all_fraction_low']:.0f} to "
               f"{100 * r['all_fraction_high']:.0f} %)"
               if frac is not None and math.isfinite(frac) else "n/a")
-        lines.append(f"| {r['subject']} | {r.get('label', '')} | {r['cells']} | {r['ALL']} | "
+        truth = r.get("true_class", r.get("label", ""))  # "label" in cards before the merge
+        lines.append(f"| {r['subject']} | {truth} | {r['cells']} | {r['ALL']} | "
                      f"{r['HEM']} | {r['uncertain']} | {r['out_of_scope']} | {ci} |")
     return lines
 
