@@ -22,8 +22,8 @@ string or number); replies to it carry the same ``"id"``.
     ``{"kind": "result", "result": {"labels_path", "table_path", "heatmap_path", "n_cells",
     "assessment"}}`` (``assessment``: the model card's ``headline``, ``warnings``,
     ``at_chance``, ``untested``; ``uncertain``: the band ``[low, high]`` of calibrated P(ALL)
-    called uncertain). The loaded model and its card are kept, so a second request with the same model file does not load
-    it again.
+    called uncertain). The loaded model and its card are kept, so a second request with the
+    same model file does not load it again.
 ``{"op": "classify", "image_paths": [...], "model", "out_dir", "tta"?, "gradcam"?,
 "batch_size"?, "mode"?, "threshold"?, "uncertain"?, "skip_bad"?}``
     Classify the cells of many files and folders with
