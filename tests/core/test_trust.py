@@ -285,6 +285,28 @@ def test_calibration_lowers_ece_on_an_overconfident_model(tmp_path):
     np.testing.assert_allclose(clf.classify_cells(test_x), scores.p_all, atol=1e-6)
 
 
+def test_ece_noise_floor():
+    """A perfectly calibrated model still shows an ECE on a small set: the floor says how
+    much, and shrinks as the set grows (about as 1/sqrt(n))."""
+    from allnet_core.model.calibration import calibration_summary, ece_noise_floor
+
+    rng = np.random.default_rng(3)
+    p = rng.beta(0.4, 0.4, 4000)
+    small, large = ece_noise_floor(p[:200]), ece_noise_floor(p)
+    assert 0.02 < small[0] < small[1] < 0.1
+    assert large[0] < small[0] / 3
+    observed = [expected_calibration_error(rng.random(200) < p[:200], p[:200])
+                for _ in range(200)]  # honest labels: observed ECE is the floor's
+    assert np.mean(observed) == pytest.approx(small[0], rel=0.15)
+    assert np.mean(np.array(observed) > small[1]) < 0.1
+    y = rng.random(4000) < p
+    overconfident = 1 / (1 + np.exp(-3 * np.log(p / (1 - p))))
+    assert expected_calibration_error(y, overconfident) > 3 * ece_noise_floor(overconfident)[1]
+    summary = calibration_summary(y.astype(int), overconfident, p)
+    assert summary["ece_floor_after"] == pytest.approx(large[0])
+    assert summary["ece_after"] < 2 * ece_noise_floor(p)[1]
+
+
 def test_temperature_scaling_numbers():
     rng = np.random.default_rng(0)
     z = rng.normal(0, 2, 4000)

@@ -59,6 +59,7 @@ def _num(v, digits: int = 3) -> str:
 def format_card(path: Path, card, verdict) -> str:
     """The card as text: headline and warnings first, then the details."""
     from allnet_core.model.card import RESEARCH_USE
+    from allnet_core.report.trust import floor_note
 
     lines = [f"model: {path}", RESEARCH_USE, "", verdict.headline]
     lines += [f"WARNING: {w}" for w in verdict.warnings]
@@ -88,7 +89,7 @@ def format_card(path: Path, card, verdict) -> str:
     lines += [
         f"calibration: temperature {_num(cal.get('temperature'))}, fitted on {cal.get('n')} "
         f"{cal.get('fitted_on')}; hold-out ECE {_num(hold.get('ece_before'))} raw, "
-        f"{_num(hold.get('ece_after'))} calibrated",
+        f"{_num(hold.get('ece_after'))} calibrated{floor_note(hold)}",
         f"uncertain: calibrated P(ALL) strictly inside {hold.get('uncertain_band')}: "
         f"{100 * (hold.get('uncertain_fraction') or 0):.1f} % of hold-out cells",
         f"out of scope: {oos.get('method')} (features entering layer "

@@ -304,6 +304,7 @@ def run_evaluate(args) -> int:
     from allnet_core.evaluation import evaluate
     from allnet_core.io import check_output_dir
     from allnet_core.report import class_counts, metrics_line, undefined_note
+    from allnet_core.report.trust import floor_note
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be a positive integer, got {args.batch_size}")
@@ -320,7 +321,7 @@ def run_evaluate(args) -> int:
     cal = result.calibration
     print(f"expected calibration error: {cal['ece_before']:.3f} raw, {cal['ece_after']:.3f} "
           + ("calibrated by the model card" if cal["calibrated"] else
-             "(no usable model card: not calibrated)"))
+             "(no usable model card: not calibrated)") + floor_note(cal))
     print(f"report: {result.report}")
     return 0
 

@@ -38,6 +38,7 @@ __all__ = [
     "ECE_BINS",
     "Calibration",
     "calibration_summary",
+    "ece_noise_floor",
     "expected_calibration_error",
     "fit_temperature",
     "p_to_logit",
@@ -184,14 +185,55 @@ def expected_calibration_error(y, p_all, bins: int = ECE_BINS) -> float:
     return float(np.sum(r["count"][used] * gap) / n)
 
 
+def ece_noise_floor(p_all, bins: int = ECE_BINS, draws: int = 1000,
+                    seed: int = 0) -> tuple[float, float]:
+    """The ECE that a *perfectly calibrated* model with these P(ALL) values would show,
+    from sampling noise alone: its mean and 95th percentile.
+
+    The ECE of a finite set is biased upwards: in a bin of ``n`` cells the fraction truly
+    ALL scatters around the mean P(ALL) by about ``sqrt(p (1 - p) / n)``, and the ECE adds
+    up the absolute gaps. So an ECE is only meaningful next to this floor: labels are drawn
+    ``draws`` times as ``Bernoulli(p)`` (a model whose probabilities are exactly right)
+    and the ECE of each draw is computed with the same bins.
+
+    Returns
+    -------
+    (mean, p95) : (float, float)
+        ``nan`` without cells.
+
+    Examples
+    --------
+    >>> mean, p95 = ece_noise_floor(np.full(100, 0.7))  # 100 cells: a floor near 0.036
+    >>> 0.02 < mean < 0.05 < p95 < 0.1
+    True
+    """
+    p = np.asarray(p_all, np.float64).reshape(-1)
+    if p.size == 0:
+        return float("nan"), float("nan")
+    edges = np.round(np.linspace(0.0, 1.0, bins + 1), 6)
+    idx = np.clip(np.digitize(p, edges[1:-1], right=False), 0, bins - 1)
+    conf_sum = np.bincount(idx, weights=p, minlength=bins)
+    onehot = np.zeros((p.size, bins))
+    onehot[np.arange(p.size), idx] = 1.0
+    rng = np.random.default_rng(seed)
+    ece = []
+    for start in range(0, draws, 100):  # 100 draws at a time: memory stays small
+        y = (rng.random((min(100, draws - start), p.size)) < p).astype(np.float64)
+        ece.append(np.abs(y @ onehot - conf_sum).sum(axis=1) / p.size)  # |n_b (acc - conf)|
+    ece = np.concatenate(ece)
+    return float(ece.mean()), float(np.percentile(ece, 95))
+
+
 def calibration_summary(y, p_raw, p_cal, bins: int = ECE_BINS) -> dict[str, Any]:
-    """ECE and reliability-diagram bins of raw and calibrated P(ALL), as plain lists (the
-    card's and the reports' ``ece_before``, ``ece_after``, ``reliability_before``,
-    ``reliability_after``)."""
+    """ECE, its noise floor and reliability-diagram bins of raw and calibrated P(ALL), as
+    plain lists (the card's and the reports' ``ece_before``, ``ece_after``,
+    ``ece_floor_before``, ``ece_floor_after`` (the mean of :func:`ece_noise_floor`),
+    ``reliability_before``, ``reliability_after``)."""
     out: dict[str, Any] = {}
     for key, p in (("before", p_raw), ("after", p_cal)):
         out[f"ece_{key}"] = expected_calibration_error(y, p, bins)
+        out[f"ece_floor_{key}"] = ece_noise_floor(p, bins)[0]
         out[f"reliability_{key}"] = {k: v.tolist()
                                      for k, v in reliability_bins(y, p, bins).items()}
-    return {k: out[k] for k in ("ece_before", "ece_after", "reliability_before",
-                                "reliability_after")}
+    return {k: out[k] for k in ("ece_before", "ece_after", "ece_floor_before",
+                                "ece_floor_after", "reliability_before", "reliability_after")}

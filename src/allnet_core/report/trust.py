@@ -16,13 +16,23 @@ from typing import Any
 
 from allnet_core.report.plots import plot_reliability
 
-__all__ = ["add_card", "card_markdown", "evaluation_markdown"]
+__all__ = ["add_card", "card_markdown", "evaluation_markdown", "floor_note"]
 
 
 def _num(value, digits: int = 2) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "n/a"
     return f"{float(value):.{digits}f}"
+
+
+def floor_note(summary: Mapping[str, Any]) -> str:
+    """``" (a perfectly calibrated model would show about 0.037 on these cells, from
+    sampling noise alone)"``, or ``""`` when ``summary`` has no floor (older cards)."""
+    floor = summary.get("ece_floor_after")
+    if floor is None or not math.isfinite(float(floor)):
+        return ""
+    return (f" (a perfectly calibrated model would show about {float(floor):.3f} on these "
+            "cells, from sampling noise alone: the ECE of a small set is biased upwards)")
 
 
 def _calls_table(per_subject) -> list[str]:
@@ -57,7 +67,7 @@ def card_markdown(card: Mapping[str, Any], card_file: str,
         f"Calibration: temperature scaling, T = {_num(cal.get('temperature'), 3)}, fitted on "
         f"the {cal.get('n', '?')} {cal.get('fitted_on', '')}. Expected calibration error on "
         f"the hold-out: {_num(hold.get('ece_before'), 3)} raw, "
-        f"{_num(hold.get('ece_after'), 3)} calibrated.", "",
+        f"{_num(hold.get('ece_after'), 3)} calibrated{floor_note(hold)}.", "",
         f"![reliability diagram]({reliability_png})", "",
         f"Calls on the hold-out (uncertain band {hold.get('uncertain_band')}): "
         f"{100 * (hold.get('uncertain_fraction') or 0):.1f} % uncertain, "
@@ -98,5 +108,5 @@ def evaluation_markdown(summary: Mapping[str, Any], out_dir: str | os.PathLike) 
     return "\n".join([
         "## Calibration", "", f"**{RESEARCH_USE}**", "",
         f"Expected calibration error: {_num(summary.get('ece_before'), 3)} raw, "
-        f"{_num(summary.get('ece_after'), 3)} calibrated ({how}).", "",
+        f"{_num(summary.get('ece_after'), 3)} calibrated ({how}){floor_note(summary)}.", "",
         "![reliability diagram](reliability.png)", ""])
