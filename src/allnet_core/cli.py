@@ -19,7 +19,7 @@ from allnet_core.errors import AllnetError, describe_os_error
 __all__ = ["build_parser", "main"]
 
 #: Command modules under ``allnet_core._cli``, in the order ``--help`` lists them.
-COMMAND_MODULES = ("data", "train", "augment", "classify", "segment")
+COMMAND_MODULES = ("data", "train", "augment", "classify", "segment", "model")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -33,13 +33,18 @@ class EvaluationResult:
         From :func:`allnet_core.metrics.binary_metrics`.
     predictions : pandas.DataFrame
         One row per image, :func:`allnet_core.metrics.prediction_table`: ``source``,
-        ``subject``, ``true_class``, ``class`` (the call), ``p_all``.
+        ``subject``, ``true_class``, ``class`` (ALL or HEM at the threshold), ``p_all``
+        (calibrated by the model card), then ``p_all_raw`` (uncalibrated).
     per_subject : pandas.DataFrame
         From :func:`allnet_core.metrics.per_subject_summary`.
     report : pathlib.Path or None
         ``report.md`` when an output folder was given.
     model : pathlib.Path
         The model file scored.
+    calibration : dict
+        ECE and reliability bins of raw and calibrated P(ALL)
+        (:func:`allnet_core.model.calibration.calibration_summary`) and ``calibrated``
+        (whether the model had a usable card).
     """
 
     metrics: dict[str, Any]
@@ -47,6 +52,7 @@ class EvaluationResult:
     per_subject: pd.DataFrame = field(repr=False)
     report: Path | None
     model: Path
+    calibration: dict[str, Any] = field(repr=False, default_factory=dict)
 
 
 #: The model file of a ``.keras`` path or of a run folder: the one finder, shared with
@@ -72,13 +78,15 @@ def evaluate(
         A ``.keras`` model file or a training run folder (its best model is used). It is
         loaded by :func:`allnet_core.model.load_model`, the loader of ``allnet classify``:
         the same models are refused, and P(ALL) is read from the column that the class
-        names (a ``config.json`` beside the model or in its run folder) give to ALL.
+        names (a ``config.json`` beside the model or in its run folder) give to ALL, and
+        calibrated by the model's card (metrics use the calibrated P(ALL); the report
+        shows the expected calibration error before and after).
     dataset : path-like or pandas.DataFrame
         A dataset folder (see :func:`allnet_core.datasets.discover`) or a table with
         ``path``, ``label``, ``subject``. One class only is allowed.
     out_dir : path-like, optional
         Where to write ``metrics.json``, ``predictions.csv``, ``per_subject.csv``,
-        ``confusion.png`` and ``report.md``.
+        ``confusion.png``, ``reliability.png`` and ``report.md``.
     batch_size : int
         Images per prediction batch.
     threshold : float
@@ -105,7 +113,13 @@ def evaluate(
     from allnet_core.datasets.table import as_table
     from allnet_core.feed import TrainingFeed
     from allnet_core.io import check_output_dir
-    from allnet_core.metrics import binary_metrics, per_subject_summary, prediction_table
+    from allnet_core.metrics import (
+        binary_metrics,
+        labels_to_int,
+        per_subject_summary,
+        prediction_table,
+    )
+    from allnet_core.model.calibration import calibration_summary
     from allnet_core.model.predict import Predictor
     from allnet_core.report import write_evaluation_report
 
@@ -125,19 +139,25 @@ def evaluate(
         x, _ = feed[i]
         probs.append(predictor.p_positive(x, batch_size))
         emit(progress, "evaluate_batch", batch=i + 1, batches=len(feed))
-    p = np.concatenate(probs)[: len(table)] if probs else np.zeros(0)
+    p_raw = np.concatenate(probs)[: len(table)] if probs else np.zeros(0)
+    p = predictor.calibrate(p_raw)
     metrics = binary_metrics(table["label"].to_numpy(), p, threshold=threshold)
-    predictions = prediction_table(table, p, threshold)
+    calibration = {**calibration_summary(labels_to_int(table["label"].to_numpy()), p_raw, p),
+                   "calibrated": bool(loaded.card is not None and loaded.card.usable)}
+    metrics.update(ece_before=calibration["ece_before"], ece_after=calibration["ece_after"])
+    predictions = prediction_table(table, p, threshold).assign(p_all_raw=p_raw)
     per_subject = per_subject_summary(predictions, threshold=threshold)
     report = None
     if out_dir is not None:
         data_name = dataset if not isinstance(dataset, pd.DataFrame) else "<table>"
         report = write_evaluation_report(out_dir, metrics, predictions, per_subject,
-                                         model=str(path), data=str(data_name))
+                                         model=str(path), data=str(data_name),
+                                         calibration=calibration)
     emit(progress, "evaluate_end", **{k: v for k, v in metrics.items()
                                       if isinstance(v, int | float)})
     return EvaluationResult(metrics=metrics, predictions=predictions,
-                            per_subject=per_subject, report=report, model=path)
+                            per_subject=per_subject, report=report, model=path,
+                            calibration=calibration)
 
 
 def _load_binary_model(model_or_run):

@@ -44,7 +44,8 @@ METRIC_NAMES = ("accuracy", "specificity", "recall", "precision", "f1", "mcc", "
 
 #: Columns of a prediction table (:func:`prediction_table`; ``predictions.csv`` of
 #: ``allnet evaluate`` and of a training run's hold-out), in the vocabulary of
-#: ``allnet classify``'s cell table: ``source`` the file, ``class`` the call.
+#: ``allnet classify``'s cell table: ``source`` the file, ``class`` the class at the
+#: threshold (ALL or HEM; the cell table's ``call`` also says uncertain or out of scope).
 PREDICTION_COLUMNS = ("source", "subject", "true_class", "class", "p_all")
 
 
@@ -241,7 +242,7 @@ def prediction_table(table: pd.DataFrame, p_all, threshold: float = 0.5) -> pd.D
     -------
     pandas.DataFrame
         Columns :data:`PREDICTION_COLUMNS`: ``source`` (the file), ``subject``,
-        ``true_class``, ``class`` (the call, ``"ALL"`` or ``"HEM"``) and ``p_all``, the
+        ``true_class``, ``class`` (``"ALL"`` or ``"HEM"`` at the threshold) and ``p_all``, the
         names of ``allnet classify``'s cell table.
     """
     p = _check_probabilities(p_all, len(table))

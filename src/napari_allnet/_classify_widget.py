@@ -7,10 +7,16 @@ classifies them with :mod:`allnet_core.inference`. A napari ``thread_worker`` on
 that process, so the viewer stays responsive and Cancel works. If the worker crashes, a
 notification shows why and no layer is touched.
 
+Before and after a run the widget shows the model card's headline and warnings (untested,
+leaky split, at chance; :func:`allnet_core.model.card.assess`), "research use only", and a
+colour legend.
+
 Output: a Labels layer ``"<image> classes"`` whose ``features`` hold one row per cell
-(``label``, ``class``, ``p_all``, ``area``, ...), filled by class at a low opacity so the
-nuclei show through (ALL vermillion ``#d55e00``, HEM blue ``#0072b2``); hovering a cell
-shows its row in the status bar. Its ``metadata["allnet_image"]`` names the image (its
+(``label``, ``class``, ``call``, ``p_all``, ``oos_score``, ``area``, ...), filled by call
+at a low opacity so the nuclei show through (ALL vermillion, HEM blue, uncertain grey, out
+of scope unfilled); hovering a cell shows its row, P(ALL) and call included, in the status
+bar. Out-of-scope cells are outlined in yellow on a Labels layer
+``"<image> out of scope"``. Its ``metadata["allnet_image"]`` names the image (its
 file name, else the layer's name): the exported CSV's ``image`` column. With
 Grad-CAM, an Image layer ``"<image> Grad-CAM"`` lies over the image: inferno colours
 whose opacity rises with the evidence (zero evidence is transparent), scaled to the
@@ -28,7 +34,12 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, FileEdit, Label, PushButton, create_widget
 
 from napari_allnet import _session as session
-from napari_allnet._colors import ALL_COLOR, HEM_COLOR, class_colormap, gradcam_colormap
+from napari_allnet._colors import (
+    class_colormap,
+    gradcam_colormap,
+    legend_html,
+    outline_colormap,
+)
 from napari_allnet._common import LayerProblem, layer_pixels, place_like, upsert_layer
 from napari_allnet._job_widget import JobWidget, full_width, wrap_text
 from napari_allnet._large import classify_large_layer
@@ -37,7 +48,8 @@ from napari_allnet._writer import IMAGE_KEY
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["ClassifyWidget", "image_name", "run_classification", "summary_line"]
+__all__ = ["ClassifyWidget", "assessment_html", "image_name", "run_classification",
+           "summary_line"]
 
 MODEL_FILE = "model file"
 SESSION_MODEL = "last model trained in this session"
@@ -52,12 +64,21 @@ def image_name(layer) -> str:
 
 
 def summary_line(table) -> str:
-    """``"n cells, n ALL (fraction), n HEM"`` for a per-cell table."""
-    n = len(table)
-    n_all = int((table["class"] == "ALL").sum()) if n else 0
-    frac = n_all / n if n else 0.0
-    cells = f"{n} cell{'s' if n != 1 else ''}"
-    return f"{cells}: {n_all} ALL, {n - n_all} HEM (ALL fraction {frac:.0%})"
+    """``"n cells: n ALL, n HEM, n uncertain, n out of scope; ALL fraction among the k
+    confident in-scope cells x % (95 % CI a to b %)"`` for a per-cell table."""
+    from allnet_core.inference.calls import call_counts, counts_text
+
+    calls = table["call"] if "call" in table else table["class"]
+    return counts_text(call_counts(calls))
+
+
+def assessment_html(headline: str, warnings) -> str:
+    """The model card's headline and warnings as rich text (warnings in bold orange)."""
+    from html import escape
+
+    lines = [escape(headline)]
+    lines += [f'<b style="color:#e69f00">&#9888; {escape(w)}</b>' for w in warnings]
+    return "<br>".join(lines)
 
 
 def run_classification(client, rgb: np.ndarray, labels: np.ndarray | None, model: str,
@@ -117,21 +138,26 @@ class ClassifyWidget(JobWidget):
         self.model_file = FileEdit(label="model file", mode="r", filter="*.keras",
                                    tooltip="A .keras model (e.g. fold_k/model.keras of a run)")
         self.session_model = Label(label="session model", value=self._session_text())
+        self.card_info = Label(value="")
+        self.research = Label(value="<i>Research use only, not for diagnosis.</i>")
+        self.legend = Label(value=legend_html())
         self.tta = CheckBox(text="test-time augmentation (flips and rotations)", value=False)
         self.gradcam = CheckBox(text="Grad-CAM heatmap", value=False)
         self.run_button = PushButton(text="Classify")
         self.cancel_button = PushButton(text="Cancel")
         self.summary = Label(value="")
         self.export_button = PushButton(text="Export CSV...", enabled=False)
-        wrap_text(self.summary, self.session_model)
+        wrap_text(self.summary, self.session_model, self.card_info, self.legend)
         self._controls(self.run_button, cancel=self.cancel_button)
         self.extend([self.image, self.labels, self.model_source, self.model_file,
-                     self.session_model, self.tta, self.gradcam, self.run_button,
-                     self.cancel_button, self.status, self.summary, self.export_button])
-        full_width(self.status, self.summary)
+                     self.session_model, self.card_info, self.tta, self.gradcam,
+                     self.run_button, self.cancel_button, self.status, self.summary,
+                     self.legend, self.research, self.export_button])
+        full_width(self.status, self.summary, self.card_info, self.legend, self.research)
         self.run_button.changed.connect(self.run)
         self.export_button.changed.connect(self._export_dialog)
         self.model_source.changed.connect(self._sync_model_fields)
+        self.model_file.changed.connect(self._show_card)
         session.model_registered.connect(self._on_model_registered)
         self._sync_model_fields()
 
@@ -145,6 +171,7 @@ class ClassifyWidget(JobWidget):
         try:
             self.session_model.value = self._session_text()
             self.model_source.value = SESSION_MODEL
+            self._show_card()
         except RuntimeError:  # the widget was closed: its Qt objects are gone
             session.model_registered.disconnect(self._on_model_registered)
 
@@ -152,6 +179,19 @@ class ClassifyWidget(JobWidget):
         from_file = self.model_source.value == MODEL_FILE
         self.model_file.visible = from_file
         self.session_model.visible = not from_file
+        self._show_card()
+
+    def _show_card(self, *_: Any) -> None:
+        """Show the chosen model's card headline and warnings (read without the model)."""
+        from allnet_core.model.card import assess, read_card
+
+        try:
+            path = self._model_path()
+        except LayerProblem:
+            self.card_info.value = ""
+            return
+        verdict = assess(read_card(path, verify=False))  # the worker checks the SHA-256
+        self.card_info.value = assessment_html(verdict.headline, verdict.warnings)
 
     def _model_path(self) -> str:
         if self.model_source.value == SESSION_MODEL:
@@ -235,12 +275,17 @@ class ClassifyWidget(JobWidget):
             show_info(f"Classify cells: {result['cancelled']}")
             return
         table = result["table"]
-        classes = dict(zip(table["label"].astype(int), table["class"].astype(str), strict=True))
+        calls = table["call"] if "call" in table else table["class"]
+        classes = dict(zip(table["label"].astype(int), calls.astype(str), strict=True))
         features = table.assign(index=table["label"].astype(int))
         self.result_layer = upsert_layer(
             self._viewer, f"{image.name} classes", result["labels"], "labels",
             features=features, colormap=class_colormap(classes), opacity=CLASS_OPACITY,
             metadata={IMAGE_KEY: image_name(image)}, **place_like(image))
+        self._outline_out_of_scope(image, result["labels"], table, calls)
+        if result.get("assessment"):
+            verdict = result["assessment"]
+            self.card_info.value = assessment_html(verdict["headline"], verdict["warnings"])
         if result["heatmap"] is not None:
             heat = result["heatmap"]
             top = float(heat.max()) if heat.size else 0.0
@@ -248,8 +293,8 @@ class ClassifyWidget(JobWidget):
                          colormap=gradcam_colormap(), blending="translucent", opacity=0.8,
                          contrast_limits=(0.0, top if top > 0 else 1.0), **place_like(image))
         self.summary.value = summary_line(table)
-        self.status.value = (f"Done: layer '{self.result_layer.name}' (ALL {ALL_COLOR}, "
-                             f"HEM {HEM_COLOR})")
+        self.status.value = (f"Done: layer '{self.result_layer.name}'; colours in the legend "
+                             "below, hover a cell for its P(ALL) and call")
         if not len(table):
             self.status.value = ("Done: no white cell found in this image (try 'Segment "
                                  "cells' and choose its labels layer)")
@@ -257,6 +302,17 @@ class ClassifyWidget(JobWidget):
             self.status.value += ("; Grad-CAM found no positive evidence for the predicted "
                                   "class (the heatmap is empty)")
         self.export_button.enabled = True
+
+    def _outline_out_of_scope(self, image, labels: np.ndarray, table, calls) -> None:
+        """Outline the out-of-scope cells on their own layer (emptied when there are none)."""
+        name = f"{image.name} out of scope"
+        out = table["label"].to_numpy()[np.asarray(calls) == "out_of_scope"].astype(int)
+        if not len(out) and name not in self._viewer.layers:
+            return
+        data = _only(labels, out)
+        layer = upsert_layer(self._viewer, name, data, "labels",
+                             colormap=outline_colormap(out), opacity=1.0, **place_like(image))
+        layer.contour = 2  # outlined, not filled (not an argument of add_labels)
 
     # ------------------------------------------------------------------ export
     def export_csv(self, path: str | Path) -> Path:
@@ -285,3 +341,15 @@ class ClassifyWidget(JobWidget):
             show_error(f"Export CSV failed: {exc}")
         else:
             show_info(f"Saved {saved}")
+
+
+def _only(labels, keep: np.ndarray):
+    """``labels`` with every label but ``keep`` set to 0: an array, or lazily a dask array
+    or a pyramid of them (the labels of a large image)."""
+    if isinstance(labels, np.ndarray):
+        return np.where(np.isin(labels, keep), labels, 0).astype(np.int32)
+    import dask.array as da
+
+    levels = [da.where(da.isin(level, keep), level, 0).astype(np.int32)
+              for level in (labels if isinstance(labels, list) else [labels])]
+    return levels if isinstance(labels, list) else levels[0]

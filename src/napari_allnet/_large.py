@@ -86,4 +86,4 @@ def classify_large_layer(client, image, labels, model: str, tta: bool = False,
     if "cancelled" in res:
         return res
     return {"labels": lazy_labels(res["labels_path"]), "table": pd.read_csv(res["table_path"]),
-            "heatmap": None}
+            "heatmap": None, "assessment": res.get("assessment")}

@@ -1,7 +1,9 @@
-"""The Table-3-style summary that "Train ALLNet" shows when a run ends.
+"""What "Train ALLNet" shows when a run ends: the Table-3-style summary and the verdict on
+the best model.
 
 Rows: each fold, ``mean ± std`` over folds and the hold-out score of the best fold; columns
-the paper's metrics, as in the run's ``report.md``.
+the paper's metrics, as in the run's ``report.md``. The verdict is the model card's
+headline and warnings (:func:`allnet_core.model.card.assess`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from magicgui.widgets import Table
 
 from allnet_core.report import TABLE_METRICS, mean_std
 
-__all__ = ["METRICS", "compact_table", "metrics_table"]
+__all__ = ["METRICS", "compact_table", "metrics_table", "model_verdict"]
 
 #: Metric columns of the Table-3-style summary, in the paper's order (as in report.md).
 METRICS = tuple(key for key, _ in TABLE_METRICS)
@@ -79,3 +81,29 @@ def compact_table(table: Table) -> None:
               + sum(native.rowHeight(r) for r in range(native.rowCount()))
               + native.horizontalScrollBar().sizeHint().height())
     native.setFixedHeight(height)
+
+
+def model_verdict(result: dict[str, Any]) -> tuple[str, bool]:
+    """How good the run's best model is, and whether to offer it to "Classify cells".
+
+    Returns
+    -------
+    text : str
+        The card's headline and warnings, and what happens to the model.
+    offer : bool
+        False for a model whose hold-out is at chance (its MCC interval includes 0) or
+        that has no usable card: it is not selected in "Classify cells", and ``text`` says
+        so and where the file is.
+    """
+    from allnet_core.model.card import assess, read_card
+
+    best = result.get("best_model")
+    verdict = assess(read_card(best, verify=False) if best else None)
+    text = f"Done (fold {result.get('best_fold')}). {verdict.headline}."
+    text += "".join(f" WARNING: {w}" for w in verdict.warnings)
+    if not best:
+        return text, False
+    if verdict.at_chance or verdict.untested:
+        return (text + " The model is NOT selected in 'Classify cells'; to try it anyway, "
+                f"choose 'model file' there and pick {best}.", False)
+    return text + " Best model selected in 'Classify cells'.", True

@@ -20,7 +20,6 @@ field names ("use --folds 3" -> "set 'folds' to 3").
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +37,13 @@ from magicgui.widgets import (
 from napari_allnet import _session as session
 from napari_allnet._estimate import estimate_text
 from napari_allnet._job_widget import JobWidget, full_width, wrap_text
-from napari_allnet._train_summary import METRICS, compact_table, metrics_table, plain_table
+from napari_allnet._train_summary import (
+    METRICS,
+    compact_table,
+    metrics_table,
+    model_verdict,
+    plain_table,
+)
 from napari_allnet._wording import in_field_words
 
 if TYPE_CHECKING:
@@ -373,9 +378,7 @@ class TrainWidget(JobWidget):
         self.summary.visible = True
         compact_table(self.summary)
         self.open_button.enabled = True
-        if result.get("best_model"):
+        text, offer = model_verdict(result)
+        if offer:
             session.register_model(result["best_model"])
-        hold = result.get("holdout") or {}
-        self.status.value = (f"Done. Hold-out accuracy {100 * hold.get('accuracy', math.nan):.1f}%"
-                             f" (fold {result.get('best_fold')}); best model available in "
-                             "'Classify cells'.")
+        self.status.value = text

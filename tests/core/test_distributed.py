@@ -89,12 +89,17 @@ def client():
     cluster.close(timeout=30)
 
 
+_SCORES = ["p_all", "p_all_raw", "oos_score"]
+
+
 def _same_table(a: pd.DataFrame, b: pd.DataFrame) -> None:
     assert a.columns.tolist() == b.columns.tolist()
-    pd.testing.assert_frame_equal(a.drop(columns="p_all").reset_index(drop=True),
-                                  b.drop(columns="p_all").reset_index(drop=True),
+    pd.testing.assert_frame_equal(a.drop(columns=_SCORES).reset_index(drop=True),
+                                  b.drop(columns=_SCORES).reset_index(drop=True),
                                   check_dtype=False)
-    np.testing.assert_allclose(a["p_all"], b["p_all"], atol=1e-5)
+    for name in _SCORES:  # a CSV read back has "" for nan (no model card: no oos_score)
+        np.testing.assert_allclose(pd.to_numeric(a[name]).astype(float),
+                                   pd.to_numeric(b[name]).astype(float), atol=1e-5)
 
 
 def _store_parts(store: Path) -> tuple[list[Path], pd.DataFrame]:
@@ -131,6 +136,66 @@ def test_cluster_gives_the_single_process_table(client, model_path, images, refe
     # with images_per_task the table is the same
     again = classify_images(model_path, [images], client=client, images_per_task=4)
     _same_table(reference.cells, again.cells)
+
+
+@pytest.fixture(scope="module")
+def carded_model(model_path, tmp_path_factory) -> Path:
+    """The tiny model with a model card: a calibration that changes P(ALL) and an
+    out-of-scope reference fitted on synthetic single cells."""
+    from allnet_core.inference import Classifier
+    from allnet_core.model.calibration import Calibration
+    from allnet_core.model.card import write_card
+    from allnet_core.model.predict import predict_features
+    from allnet_core.model.scope import fit_scope
+    from allnet_core.synthetic import synth_cells
+
+    path = tmp_path_factory.mktemp("carded") / "model.keras"
+    shutil.copyfile(model_path, path)
+    clf = Classifier.load(path)
+    feats = [predict_features(clf.loaded, clf.prepare(synth_cells(40, seed=s, size=32)[0]))[1]
+             for s in (5, 6)]
+    write_card(path, {"calibration": Calibration(temperature=3.0).to_dict(), "holdout": {},
+                      "protocol": {}}, scope=fit_scope(*feats))
+    return path
+
+
+def test_cluster_applies_the_model_card_as_one_process_does(client, carded_model, images,
+                                                            tmp_path):
+    """The workers calibrate, score out of scope and call the cells through the same
+    classifier as one process; the store holds the trust columns and the summaries count
+    the calls."""
+    from allnet_core.inference import classify_images
+    from allnet_core.inference.calls import call_cells
+    from allnet_core.model.calibration import Calibration
+
+    here = classify_images(carded_model, [images], skip_bad=True, uncertain=(0.4, 0.6))
+    store = tmp_path / "cells.parquet"
+    there = classify_images(carded_model, [images], client=client, out=store,
+                            uncertain=(0.4, 0.6))
+    _same_table(here.cells, there.cells)
+    cells = there.cells
+    np.testing.assert_allclose(cells["p_all"], Calibration(3.0).apply(cells["p_all_raw"]),
+                               atol=1e-5)
+    assert np.isfinite(cells["oos_score"]).all()  # the card's reference was applied
+    assert cells["call"].tolist() == call_cells(cells["p_all"], cells["oos_score"], 0.5,
+                                                (0.4, 0.6)).tolist()
+    stored = pd.read_parquet(store)
+    assert {"p_all_raw", "p_all", "call", "oos_score", "class"} <= set(stored.columns)
+    for result in (here, there):
+        per_image = result.per_image.set_index("source")
+        counts = cells.groupby("source")["call"].value_counts().unstack(fill_value=0)
+        for call in counts.columns:
+            assert (per_image.loc[counts.index, call] == counts[call]).all()
+        confident = per_image["ALL"] + per_image["HEM"]
+        with_cells = confident > 0
+        np.testing.assert_allclose(per_image.loc[with_cells, "all_fraction"],
+                                   (per_image["ALL"] / confident)[with_cells])
+    pd.testing.assert_frame_equal(here.per_image, there.per_image, check_dtype=False)
+    pd.testing.assert_frame_equal(here.per_subject, there.per_subject, check_dtype=False)
+    # another band is another setting: the store is not reused for it
+    events = []
+    classify_images(carded_model, [images], client=client, out=store, progress=events.append)
+    assert "uncertain" in events[0]["discarded"]
 
 
 def test_rerun_resumes_by_content(client, model_path, images, reference, tmp_path):
@@ -215,6 +280,8 @@ def test_cli_on_a_running_cluster_resumes(client, model_path, images, reference,
     _same_table(reference.cells, table)
     captured = capsys.readouterr()
     assert "2 worker(s)" in captured.err and "Per image" in captured.out
+    assert "model card: untested model: no card" in captured.out  # read, not loaded, here
+    assert "unc." in captured.out and "All images:" in captured.out
     assert "broken.png" in captured.err  # recorded and reported, the run went on
     assert main(argv) == 0  # a rerun: everything done but the broken file
     err = capsys.readouterr().err

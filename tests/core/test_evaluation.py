@@ -59,7 +59,7 @@ def test_evaluate_healthy_cells_only(model_file, cells, tmp_path, capsys):
     report = (out / "report.md").read_text()
     assert "n/a: Recall, F1 (no ALL cell in the set)" in report
     pred = pd.read_csv(out / "predictions.csv")
-    assert list(pred.columns) == ["source", "subject", "true_class", "class", "p_all"]
+    assert list(pred.columns) == ["source", "subject", "true_class", "class", "p_all", "p_all_raw"]
     assert set(pred["true_class"]) == {"HEM"}
 
 

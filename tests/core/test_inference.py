@@ -511,7 +511,7 @@ def test_classify_images_pools_files_and_reports(trained, tmp_path):
     expected = clf.classify_cells(np.stack([read_rgb(p) for p in sorted(cells)]))
     np.testing.assert_allclose(table["p_all"], expected, atol=1e-5)
     assert per_image["cells"].tolist() == [1] * n
-    assert per_image["ALL"].tolist() == (table["class"] == "ALL").astype(int).tolist()
+    assert per_image["ALL"].tolist() == (table["call"] == "ALL").astype(int).tolist()
     assert set(per_subject["subject"]) == set(table["subject"]) <= {"h4", "7"}
     assert per_subject["cells"].sum() == n
     assert sorted(p.name for p in result.gradcam_files) == sorted(

@@ -71,6 +71,30 @@ def tiny_dataset(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
+def carded_model(tiny_model):
+    """``make(folder, mcc, split="subject")``: a copy of the tiny model in ``folder`` with a
+    model card claiming that hold-out MCC (``{"value", "low", "high"}``) and split, and a
+    calibration of temperature 2."""
+    import shutil
+
+    from allnet_core.model.card import write_card
+
+    def make(folder: Path, mcc: dict, split: str = "subject") -> Path:
+        folder.mkdir()
+        model = folder / "model.keras"
+        shutil.copyfile(tiny_model, model)
+        metric = {"value": 0.5, "low": 0.4, "high": 0.6}
+        write_card(model, {
+            "holdout": {"images": 40, "subjects": 4, "per_subject": [],
+                        "metrics": {"accuracy": metric, "mcc": mcc}},
+            "protocol": {"split": split, "folds": 3, "profile": "quick", "seed": 0},
+            "calibration": {"method": "temperature", "temperature": 2.0}})
+        return model
+
+    return make
+
+
+@pytest.fixture
 def notifications(monkeypatch):
     """Record napari notifications (show_info/show_warning/show_error) as (level, text)."""
     import napari.utils.notifications as nn

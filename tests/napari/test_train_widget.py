@@ -132,7 +132,15 @@ def test_train_cancel_resume_and_hand_model_to_classify(train_widget, qtbot, tmp
     assert list(summary.index)[:3] == ["fold 1", "fold 2", "mean ± std"]
     assert summary.index[-1].startswith("hold-out")
     best = widget.result["best_model"]
-    assert registered == [best] and session.last_model() == best
+    from allnet_core.model.card import assess, read_card
+
+    verdict = assess(read_card(best))
+    assert verdict.headline in widget.status.value  # how good it is, before offering it
+    if verdict.at_chance:  # a tiny run's hold-out: not offered without saying so
+        assert registered == [] and "NOT selected" in widget.status.value
+        assert "not better than chance" in widget.status.value
+    else:
+        assert registered == [best] and session.last_model() == best
 
     opened = []
     monkeypatch.setattr("qtpy.QtGui.QDesktopServices.openUrl",
@@ -252,3 +260,28 @@ def test_core_messages_in_the_widgets_words(core, widget_words):
 
     text = in_field_words(core, flag_labels(), ticks=("resume",))
     assert widget_words in text and "--" not in text and "allnet train" not in text
+
+
+def test_model_at_chance_is_not_selected(train_widget, tmp_path, carded_model):
+    """The widget says how good the best model is and offers it to 'Classify cells' only
+    when its hold-out is better than chance."""
+    _, widget = train_widget
+    registered = []
+    session.model_registered.connect(registered.append)
+    try:
+        chance = carded_model(tmp_path / "chance", {"value": -0.36, "low": -0.7, "high": 0.1})
+        widget._finished({"best_model": str(chance), "best_fold": 2, "folds": [],
+                                "holdout": {"accuracy": 0.45}, "run_dir": str(tmp_path)})
+        text = widget.status.value
+        assert "Hold-out: accuracy 50.0 %" in text and "MCC -0.36" in text
+        assert "not better than chance on its hold-out" in text and "NOT selected" in text
+        assert str(chance) in text and registered == []
+
+        good = carded_model(tmp_path / "good", {"value": 0.8, "low": 0.6, "high": 0.9})
+        widget._finished({"best_model": str(good), "best_fold": 1, "folds": [],
+                                "holdout": {"accuracy": 0.9}, "run_dir": str(tmp_path)})
+        assert "MCC 0.80 (95 % CI 0.60 to 0.90)" in widget.status.value
+        assert "selected in 'Classify cells'" in widget.status.value
+        assert registered == [str(good)] and session.last_model() == str(good)
+    finally:
+        session.model_registered.disconnect(registered.append)

@@ -45,7 +45,11 @@ def register(subparsers) -> None:
                    help="cells: each image is one cut-out cell; smear: segment first; "
                    "auto (default): decide per image by its black background")
     p.add_argument("--threshold", type=float, default=0.5,
-                   help="P(ALL) at or above which a cell is called ALL (0.5)")
+                   help="calibrated P(ALL) at or above which a cell is called ALL (0.5)")
+    p.add_argument("--uncertain", type=float, nargs=2, default=(0.35, 0.65),
+                   metavar=("LOW", "HIGH"),
+                   help="call a cell 'uncertain' when its calibrated P(ALL) lies strictly "
+                   "between LOW and HIGH (0.35 0.65; 0.5 0.5 for no band)")
     p.add_argument("--skip-bad", action="store_true",
                    help="report unreadable images and go on (default: stop at the first)")
     p.add_argument("--max-rows", type=int, default=30,
@@ -76,6 +80,9 @@ def run_classify(args: argparse.Namespace) -> int:
         raise ConfigError(f"--threshold must be in [0, 1], got {args.threshold}")
     if args.out.suffix.lower() != ".csv":
         raise ConfigError(f"--out {args.out}: give a .csv file name")
+    from allnet_core.inference.calls import check_band
+
+    uncertain = check_band(args.uncertain, args.threshold)
     check_output_file(args.out)  # a folder, a read-only place: refused before the work
     if args.gradcam is not None:
         check_output_dir(args.gradcam, "--gradcam")
@@ -91,7 +98,8 @@ def run_classify(args: argparse.Namespace) -> int:
                                      batch_size=args.batch_size, threshold=args.threshold,
                                      gradcam_dir=args.gradcam, skip_bad=args.skip_bad,
                                      progress=_progress_to(bar), out=store_path(args.out),
-                                     client=client, images_per_task=args.images_per_task)
+                                     client=client, images_per_task=args.images_per_task,
+                                     uncertain=uncertain)
     except ImageReadError as exc:
         raise AllnetError(f"{exc}\n(use --skip-bad to report unreadable images and go on)") \
             from exc
@@ -100,24 +108,37 @@ def run_classify(args: argparse.Namespace) -> int:
     write_csv(args.out, result.cells)
     for message in result.problems:
         print(f"skipped: {message}", file=sys.stderr)
-    _print_summaries(result.per_image, result.per_subject, args.max_rows)
+    _print_summaries(result.per_image, result.per_subject, args.max_rows, result.cells["call"])
     skipped = len(result.problems)
     print(f"wrote {len(result.cells)} cell(s) from {len(result.per_image)} image(s) to "
           f"{args.out}" + (f"; {skipped} unreadable file(s) skipped" if skipped else ""))
     return 0
 
 
+def print_assessment(verdict) -> None:
+    """The model card's headline and warnings, before any result."""
+    from allnet_core.model.card import RESEARCH_USE
+
+    print(f"model card: {verdict.headline}")
+    for warning in verdict.warnings:
+        print(f"WARNING: {warning}")
+    print(RESEARCH_USE)
+
+
 def _model(args: argparse.Namespace):
     """The classifier loaded here, or (on Dask workers, which load it) the model file."""
     from allnet_core.inference import Classifier, find_model_file
+    from allnet_core.model.card import assess, read_card
 
     if args.workers is None and args.scheduler is None:
         clf = Classifier.load(args.model)
         print(f"model: {clf.source} (input {clf.input_size[0]}x{clf.input_size[1]})",
               file=sys.stderr)
+        print_assessment(clf.assessment)
         return clf
     path = find_model_file(args.model)
     print(f"model: {path} (loaded once by every Dask worker)", file=sys.stderr)
+    print_assessment(assess(read_card(path)))  # the card the workers apply
     return path
 
 
@@ -170,26 +191,38 @@ def _dask_client(args: argparse.Namespace):
         yield client
 
 
-def _fraction(n_all: int, n: int) -> str:
-    return f"{n_all / n:.3f}" if n else "-"
+def _row(r) -> str:
+    """Counts of each call and the ALL fraction of the confident in-scope cells (the last
+    eight columns of a summary row, see :data:`~allnet_core.inference.calls.SUMMARY_COLUMNS`)."""
+    cells, pos, neg, unc, oos, frac, low, high = list(r)[-8:]
+    ci = ("-" if frac != frac else  # nan: no confident in-scope cell
+          f"{100 * frac:.0f} % ({100 * low:.0f}-{100 * high:.0f})")
+    return (f"  {int(cells):>5} {int(pos):>5} {int(neg):>5} {int(unc):>5} {int(oos):>5}  "
+            f"{ci:<16}")
 
 
-def _print_summaries(per_image, per_subject, max_rows: int) -> None:
+_HEADER = (f"  {'cells':>5} {'ALL':>5} {'HEM':>5} {'unc.':>5} {'OOS':>5}  "
+           f"{'ALL fraction*':<16}")
+
+
+def _print_summaries(per_image, per_subject, max_rows: int, calls) -> None:
+    from allnet_core.inference.calls import call_counts, counts_text
+
     if per_image.empty:
         print("no image classified")
         return
     print(f"\nPer image ({len(per_image)}):")
-    print(f"  {'cells':>5} {'ALL':>5} {'ALL fraction':>12}  image")
+    print(_HEADER + "image")
     shown = per_image.head(max(max_rows, 0))
     for r in shown.itertuples(index=False):
-        print(f"  {r.cells:>5} {r.ALL:>5} {_fraction(r.ALL, r.cells):>12}  {r.source}")
+        print(_row(r) + r.source)
     if len(per_image) > len(shown):
         print(f"  ... {len(per_image) - len(shown)} more image(s): see the CSV")
     if not per_subject.empty:
         print(f"\nPer subject ({len(per_subject)}):")
-        print(f"  {'cells':>5} {'ALL':>5} {'ALL fraction':>12}  subject")
+        print(_HEADER + "subject")
         for r in per_subject.itertuples(index=False):
-            print(f"  {int(r.cells):>5} {int(r.ALL):>5} "
-                  f"{_fraction(int(r.ALL), int(r.cells)):>12}  {r.subject}")
-    total, n_all = int(per_image["cells"].sum()), int(per_image["ALL"].sum())
-    print(f"\nAll images: {total} cell(s), {n_all} ALL, ALL fraction {_fraction(n_all, total)}")
+            print(_row(r) + r.subject)
+    print("* ALL among the confident in-scope cells (ALL + HEM), 95 % CI; unc. = uncertain, "
+          "OOS = out of scope")
+    print(f"\nAll images: {counts_text(call_counts(calls))}")

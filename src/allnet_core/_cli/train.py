@@ -286,9 +286,15 @@ def run_train(args) -> int:
 
 def _print_result(result, extra: str = "") -> None:
     """The hold-out line and the report's path of a finished run."""
+    from allnet_core.model.card import assess, read_card
+
     h = result.holdout
     print(f"hold-out accuracy {100 * h['accuracy']:.2f} %, F1 {100 * h['f1']:.2f} % "
           f"(fold {result.best_fold} model){extra}")
+    verdict = assess(read_card(result.best_model, verify=False))
+    print(f"model card: {verdict.headline}")
+    for warning in verdict.warnings:
+        print(f"WARNING: {warning}")
     print(f"report: {result.report}")
 
 
@@ -298,6 +304,7 @@ def run_evaluate(args) -> int:
     from allnet_core.evaluation import evaluate
     from allnet_core.io import check_output_dir
     from allnet_core.report import class_counts, metrics_line, undefined_note
+    from allnet_core.report.trust import floor_note
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be a positive integer, got {args.batch_size}")
@@ -311,6 +318,10 @@ def run_evaluate(args) -> int:
     note = undefined_note(m)
     if note:
         print(note)
+    cal = result.calibration
+    print(f"expected calibration error: {cal['ece_before']:.3f} raw, {cal['ece_after']:.3f} "
+          + ("calibrated by the model card" if cal["calibrated"] else
+             "(no usable model card: not calibrated)") + floor_note(cal))
     print(f"report: {result.report}")
     return 0
 

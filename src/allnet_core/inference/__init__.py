@@ -18,7 +18,10 @@ The modules follow the data flow:
 - :mod:`~allnet_core.inference.gradcam`: Grad-CAM maps, placed back into the image with
   :func:`gradcam_to_field` and drawn with :func:`write_gradcam_png` (inferno overlay,
   cell outlines, each cell's call and P(ALL), a colour bar).
-- :mod:`~allnet_core.inference.results`: :class:`ImageResult`.
+- :mod:`~allnet_core.inference.calls`: the call of each cell (ALL, HEM, ``uncertain``,
+  ``out_of_scope``) and the counts per image or subject (:func:`call_cells`,
+  :func:`summarize_calls`).
+- :mod:`~allnet_core.inference.results`: :class:`ImageResult`, :class:`CellScores`.
 - :mod:`~allnet_core.inference.batch`: :func:`classify_images`, many image files in one
   run (batching across images, Grad-CAM overlays, per-image and per-subject summaries),
   used by ``allnet classify`` and the worker. Its per-image work is
@@ -46,6 +49,7 @@ from allnet_core.inference.batch import (
     classify_images,
     find_image_files,
 )
+from allnet_core.inference.calls import DEFAULT_UNCERTAIN, call_cells, summarize_calls
 from allnet_core.inference.cells import CELL_CROP_SIZE, MODES, image_cells, is_single_cell_image
 from allnet_core.inference.classifier import Classifier
 from allnet_core.inference.gradcam import (
@@ -57,7 +61,7 @@ from allnet_core.inference.gradcam import (
     write_gradcam_png,
 )
 from allnet_core.inference.large import LargeImageResult, classify_large
-from allnet_core.inference.results import TABLE_COLUMNS, ImageResult
+from allnet_core.inference.results import TABLE_COLUMNS, CellScores, ImageResult
 from allnet_core.inference.store import ResultStore
 from allnet_core.inference.tta import TTA_TRANSFORMS, tta_transforms
 from allnet_core.model.files import find_model_file
@@ -70,15 +74,18 @@ __all__ = [
     "BATCH_COLUMNS",
     "CELL_CROP_SIZE",
     "DEFAULT_CLASS_NAMES",
+    "DEFAULT_UNCERTAIN",
     "GRADCAM_MIN_SIZE",
     "MODES",
     "TABLE_COLUMNS",
     "TTA_TRANSFORMS",
     "BatchResult",
+    "CellScores",
     "Classifier",
     "ImageResult",
     "LargeImageResult",
     "ResultStore",
+    "call_cells",
     "classify_images",
     "classify_large",
     "find_image_files",
@@ -89,6 +96,7 @@ __all__ = [
     "is_single_cell_image",
     "outline_cells",
     "overlay_heatmap",
+    "summarize_calls",
     "tta_transforms",
     "write_gradcam_png",
 ]

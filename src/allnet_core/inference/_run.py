@@ -15,15 +15,25 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from allnet_core.inference.calls import DEFAULT_UNCERTAIN, summary_columns
 from allnet_core.inference.results import TABLE_COLUMNS
 
 __all__ = ["BATCH_COLUMNS", "PER_IMAGE_COLUMNS", "BatchRun", "cells_frame", "error_record",
-           "gradcam_names", "records_frame", "run_items", "subject_of"]
+           "gradcam_names", "per_image_columns", "records_frame", "run_items", "subject_of"]
 
 #: Leading columns of a batch's cell table, in order.
 BATCH_COLUMNS = ["source", "subject", "mode", *TABLE_COLUMNS]
-#: Columns of a batch's per-image table.
-PER_IMAGE_COLUMNS = ["source", "subject", "mode", "cells", "ALL"]
+
+
+def per_image_columns(*classes: str) -> list[str]:
+    """Columns of a batch's per-image table: ``source``, ``subject``, ``mode`` and the
+    call counts (:func:`~allnet_core.inference.calls.summary_columns` of ``classes``,
+    ``(positive, negative)``, default ALL and HEM)."""
+    return ["source", "subject", "mode", *summary_columns(*classes)]
+
+
+#: Columns of a batch's per-image table (ALL and HEM).
+PER_IMAGE_COLUMNS = per_image_columns()
 
 
 def subject_of(path: str | os.PathLike) -> str:
@@ -55,7 +65,7 @@ class BatchRun:
     Parameters
     ----------
     classifier : Classifier
-    mode, tta, batch_size, threshold
+    mode, tta, batch_size, threshold, uncertain
         As in :func:`~allnet_core.inference.classify_images`.
     gradcam_dir : Path, optional
         Where Grad-CAM overlays go (see :meth:`add_file`'s ``gradcam_name``).
@@ -70,10 +80,12 @@ class BatchRun:
     """
 
     def __init__(self, classifier, *, mode: str, tta: bool, batch_size: int,
-                 threshold: float, gradcam_dir: Path | None = None, cancel=None,
+                 threshold: float, uncertain=DEFAULT_UNCERTAIN,
+                 gradcam_dir: Path | None = None, cancel=None,
                  sink: Callable | None = None, labels_dir: Path | None = None):
         self.clf = classifier
         self.mode, self.tta, self.batch_size, self.threshold = mode, tta, batch_size, threshold
+        self.uncertain = uncertain
         self.gradcam_dir, self.cancel, self.sink = gradcam_dir, cancel, sink
         self.labels_dir = labels_dir
         self.pending: list[tuple] = []
@@ -103,7 +115,7 @@ class BatchRun:
             table = classify_large(self.clf, path, labels_dir=self.labels_dir,
                                    name=sha256 or None, tta=self.tta,
                                    batch_size=self.batch_size, threshold=self.threshold,
-                                   cancel=self.cancel).table
+                                   uncertain=self.uncertain, cancel=self.cancel).table
             self._finish(path, sha256, table, "smear")
             self._commit()
             return
@@ -124,14 +136,14 @@ class BatchRun:
         """Classify every queued cell, in full batches across images, and commit."""
         if self.pending:
             crops = [c for item in self.pending for c in item[5]]
-            probs = self.clf.predict_proba(crops, batch_size=self.batch_size, tta=self.tta,
-                                           cancel=self.cancel)
+            scores = self.clf.predict_cells(crops, batch_size=self.batch_size, tta=self.tta,
+                                            cancel=self.cancel)
             start = 0
             for path, sha256, cam_name, rgb, labels, item_crops, table, mode in self.pending:
-                p = probs[start:start + len(item_crops)]
+                s = scores[start:start + len(item_crops)]
                 start += len(item_crops)
-                t = self._finish(path, sha256,
-                                 self.clf.cell_table(table, p, threshold=self.threshold), mode)
+                t = self._finish(path, sha256, self.clf.cell_table(
+                    table, s, threshold=self.threshold, uncertain=self.uncertain), mode)
                 if self.gradcam_dir is not None:
                     self._write_gradcam(path, cam_name, rgb, labels, item_crops, t, mode)
             self.pending.clear()
@@ -149,7 +161,7 @@ class BatchRun:
         self._new_tables.append(t.assign(sha256=sha256))
         self._new_records.append({"source": str(path), "sha256": sha256, "subject": subject,
                                   "mode": mode, "cells": len(t),
-                                  "ALL": int((t["class"] == positive).sum()), "error": ""})
+                                  "ALL": int((t["call"] == positive).sum()), "error": ""})
         return t
 
     def _commit(self) -> None:
@@ -180,9 +192,20 @@ class BatchRun:
 
         cells = cells_frame(self.tables).drop(columns="sha256")
         records = records_frame(self.records)
-        per_image = records[records["error"] == ""][PER_IMAGE_COLUMNS].reset_index(drop=True)
-        return cells, per_image.astype({"cells": int, "ALL": int}) if len(per_image) else \
-            pd.DataFrame({c: [] for c in PER_IMAGE_COLUMNS})
+        per_image = records[records["error"] == ""][IMAGE_FIELDS].reset_index(drop=True)
+        return cells, per_image if len(per_image) else \
+            pd.DataFrame({c: [] for c in IMAGE_FIELDS})
+
+    @property
+    def classes(self) -> tuple[str, str]:
+        """The positive class and the other one (the names of the call counts)."""
+        names = self.clf.class_names
+        pos = names[self.clf.positive_index]
+        return pos, next((n for n in names if n != pos), pos)
+
+
+#: What a per-image record gives to the per-image table; the counts come from the cells.
+IMAGE_FIELDS = ["source", "subject", "mode"]
 
 
 def error_record(path: str | os.PathLike, sha256: str, message: str) -> dict:
@@ -223,7 +246,7 @@ def run_items(classifier, items: Sequence[tuple], *, labels_dir: Path | None = N
     labels_dir, gradcam_dir
         See :class:`BatchRun`.
     **options
-        ``mode``, ``tta``, ``batch_size``, ``threshold``.
+        ``mode``, ``tta``, ``batch_size``, ``threshold``, ``uncertain``.
 
     Returns
     -------

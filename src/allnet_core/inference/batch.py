@@ -20,14 +20,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from allnet_core.classes import NEGATIVE_CLASS, POSITIVE_CLASS
 from allnet_core.errors import ConfigError, ImageReadError
 from allnet_core.inference._run import (
     BATCH_COLUMNS,
-    PER_IMAGE_COLUMNS,
     BatchRun,
     gradcam_names,
+    per_image_columns,
     subject_of,
 )
+from allnet_core.inference.calls import DEFAULT_UNCERTAIN, OUT_OF_SCOPE, UNCERTAIN, check_band
 from allnet_core.inference.cells import MODES
 from allnet_core.model.predict import DEFAULT_BATCH, check_batch_size
 from allnet_core.progress import CancelLike, ProgressCallback, check_cancel, emit
@@ -49,10 +51,14 @@ class BatchResult:
         ``""``), ``mode`` (``"cells"`` or ``"smear"``), then the columns of
         :meth:`Classifier.classify_image`'s table (:data:`BATCH_COLUMNS`).
     per_image : pandas.DataFrame
-        One row per classified file: ``source``, ``subject``, ``mode``, ``cells`` and
-        ``ALL`` (the number of cells called the positive class).
+        One row per classified file (:data:`~allnet_core.inference._run.PER_IMAGE_COLUMNS`):
+        ``source``, ``subject``, ``mode``, then the counts of
+        :func:`~allnet_core.inference.calls.summarize_calls`: ``cells``, ``ALL``, ``HEM``,
+        ``uncertain``, ``out_of_scope`` (cells of each call), ``all_fraction`` (ALL among
+        the confident in-scope cells, ``nan`` without any) and its 95 % interval
+        ``all_fraction_low``, ``all_fraction_high``.
     per_subject : pandas.DataFrame
-        ``subject``, ``cells``, ``ALL`` summed over the files of each subject (files with a
+        ``subject`` and the same counts over the cells of each subject (files with a
         subject only), sorted by subject.
     problems : list of str
         One message per unreadable file that was skipped (``skip_bad=True``, or any run
@@ -110,7 +116,8 @@ def classify_images(classifier, inputs, *, mode: str = "auto", tta: bool = False
                     gradcam_dir: str | os.PathLike | None = None, skip_bad: bool = False,
                     progress: ProgressCallback | None = None,
                     cancel: CancelLike | None = None, out: str | os.PathLike | None = None,
-                    client=None, images_per_task: int | None = None) -> BatchResult:
+                    client=None, images_per_task: int | None = None,
+                    uncertain=DEFAULT_UNCERTAIN) -> BatchResult:
     """Classify every white cell of many image files.
 
     Parameters
@@ -128,7 +135,7 @@ def classify_images(classifier, inputs, *, mode: str = "auto", tta: bool = False
     batch_size : int
         Cells per forward pass, pooled across files.
     threshold : float
-        P(ALL) at or above which a cell is called ALL.
+        Calibrated P(ALL) at or above which a cell is of class ALL.
     gradcam_dir : path-like, optional
         Write ``<name>_gradcam.png`` per image here: the image with its Grad-CAM heatmap
         overlaid (``<name>_<k>_gradcam.png`` when two inputs share a name).
@@ -153,6 +160,9 @@ def classify_images(classifier, inputs, *, mode: str = "auto", tta: bool = False
         Images per Dask task (with ``client``); default ``batch_size``, fewer when that would
         leave under 4 tasks per worker (see
         :func:`~allnet_core.inference.distributed.run_on_cluster`).
+    uncertain : (float, float) or None
+        The uncertain band of calibrated P(ALL) (see :mod:`allnet_core.inference.calls`);
+        None for none.
 
     Returns
     -------
@@ -176,9 +186,10 @@ def classify_images(classifier, inputs, *, mode: str = "auto", tta: bool = False
     check_choice(mode, MODES, "mode")
     if not 0.0 <= threshold <= 1.0:
         raise ConfigError(f"threshold must be in [0, 1], got {threshold}")
+    band = list(check_band(uncertain, threshold))  # a list: as the store's JSON reads back
     files = find_image_files(inputs)
     options = {"mode": mode, "tta": tta, "batch_size": check_batch_size(batch_size),
-               "threshold": threshold}
+               "threshold": threshold, "uncertain": band}
     gradcam_dir = None if gradcam_dir is None else Path(gradcam_dir)
     if gradcam_dir is not None:
         from allnet_core.io import check_output_dir
@@ -225,19 +236,35 @@ def _in_memory(clf, files: list[Path], options: dict, gradcam_dir: Path | None,
         emit(progress, "file", done=i + 1, total=len(files), path=str(path), skipped=False)
     run.flush()
     cells, per_image = run.tables_result()
-    result = make_result(cells, per_image, problems, run.gradcam_files)
+    result = make_result(cells, per_image, problems, run.gradcam_files, classes=run.classes)
     emit(progress, "done", images=len(result.per_image), cells=len(result.cells),
          skipped=len(result.problems))
     return result
 
 
-def make_result(cells, per_image, problems: list[str], gradcam_files=()) -> BatchResult:
-    """A :class:`BatchResult` with the per-subject summary of ``per_image``."""
+def make_result(cells, per_image, problems: list[str], gradcam_files=(),
+                classes: tuple[str, str] | None = None) -> BatchResult:
+    """A :class:`BatchResult`: the call counts of every image (``per_image`` gives the
+    images, with ``source``, ``subject`` and ``mode``) and of every subject, counted from
+    the ``call`` column of ``cells``.
+
+    ``classes`` is ``(positive, negative)``, the names the counts take (default ALL, HEM).
+    """
+    import pandas as pd
+
+    from allnet_core.inference.calls import call_counts, summarize_calls
+
+    classes = tuple(classes) if classes else (POSITIVE_CLASS, NEGATIVE_CLASS)
     cells = cells[BATCH_COLUMNS + [c for c in cells.columns if c not in BATCH_COLUMNS]]
-    per_image = per_image[PER_IMAGE_COLUMNS].reset_index(drop=True)
-    with_subject = per_image[per_image["subject"] != ""]
-    per_subject = (with_subject.groupby("subject", sort=True)[["cells", "ALL"]].sum()
-                   .reset_index())
-    return BatchResult(cells=cells.reset_index(drop=True), per_image=per_image,
-                       per_subject=per_subject, problems=list(problems),
-                       gradcam_files=list(gradcam_files))
+    cells = cells.reset_index(drop=True)
+    by_image = summarize_calls(cells, ["source"], *classes).set_index("source")
+    empty = call_counts([], *classes)
+    rows = [{**row, **(by_image.loc[row["source"]].to_dict()
+                       if row["source"] in by_image.index else empty)}
+            for row in per_image[["source", "subject", "mode"]].to_dict(orient="records")]
+    per_image = pd.DataFrame(rows, columns=per_image_columns(*classes))
+    per_image = per_image.astype({c: int for c in ["cells", *classes, UNCERTAIN, OUT_OF_SCOPE]})
+    with_subject = cells[cells["subject"] != ""].sort_values("subject", kind="stable")
+    per_subject = summarize_calls(with_subject, ["subject"], *classes)
+    return BatchResult(cells=cells, per_image=per_image, per_subject=per_subject,
+                       problems=list(problems), gradcam_files=list(gradcam_files))

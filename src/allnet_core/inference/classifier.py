@@ -3,7 +3,10 @@
 Load one from a ``.keras`` file or a training run folder with :meth:`Classifier.load`
 (the one safe loader, :func:`allnet_core.model.load_model`), or wrap a model in memory
 with ``Classifier(model)``. Predictions go through the one predictor,
-:class:`allnet_core.model.Predictor`, which reads P(ALL) from the positive class's column.
+:class:`allnet_core.model.Predictor`, which reads P(ALL) from the positive class's column,
+applies the model card's calibration and scores how far each cell lies from the training
+cells; :mod:`allnet_core.inference.calls` then calls each cell ALL, HEM, uncertain or out
+of scope.
 
 This is research software: a model trained with it is not a diagnostic device.
 """
@@ -17,6 +20,7 @@ import numpy as np
 
 from allnet_core.classes import POSITIVE_CLASS
 from allnet_core.errors import ConfigError
+from allnet_core.inference.calls import DEFAULT_UNCERTAIN, OUT_OF_SCOPE, call_cells
 from allnet_core.inference.cells import CELL_CROP_SIZE, image_cells
 from allnet_core.inference.gradcam import (
     gradcam_batch,
@@ -24,7 +28,7 @@ from allnet_core.inference.gradcam import (
     gradcam_to_field,
     maps_to_crop_sizes,
 )
-from allnet_core.inference.results import TABLE_COLUMNS, ImageResult
+from allnet_core.inference.results import TABLE_COLUMNS, CellScores, ImageResult
 from allnet_core.inference.tta import apply_transform, tta_transforms
 from allnet_core.model.loading import LoadedModel, check_model, load_model
 from allnet_core.model.predict import DEFAULT_BATCH, Predictor, check_batch_size
@@ -76,8 +80,16 @@ class Classifier:
         self.class_names = model.class_names
         self.positive_index = model.positive_index
         self.input_size = model.input_size
+        self.card = model.card
         self._predictor = Predictor(model)
         self._gradcam_cache: dict[str | None, tuple] = {}
+
+    @property
+    def assessment(self):
+        """The model card's headline and warnings (:func:`allnet_core.model.card.assess`)."""
+        from allnet_core.model.card import assess
+
+        return assess(self.card)
 
     # ------------------------------------------------------------------ loading
 
@@ -127,9 +139,9 @@ class Classifier:
 
     # ------------------------------------------------------------------ prediction
 
-    def predict_proba(self, crops, batch_size: int = DEFAULT_BATCH, tta: bool = False,
-                      progress: Callable | None = None, cancel=None) -> np.ndarray:
-        """Class probabilities for every crop: ``(N, n_classes)`` float32.
+    def predict_cells(self, crops, batch_size: int = DEFAULT_BATCH, tta: bool = False,
+                      progress: Callable | None = None, cancel=None) -> CellScores:
+        """Raw probabilities, calibrated P(ALL) and out-of-scope scores of every crop.
 
         Parameters
         ----------
@@ -139,48 +151,76 @@ class Classifier:
         batch_size : int
             Crops per forward pass.
         tta : bool
-            Average over the test-time transforms (:func:`tta_transforms`).
+            Average the probabilities over the test-time transforms
+            (:func:`tta_transforms`); the features of the out-of-scope score come from the
+            untransformed crop, as in training.
         progress : callable, optional
             Receives ``{"kind": "batch", "done", "total"}`` after every batch.
         cancel : CancelToken, optional
             Checked before every batch; raises :class:`~allnet_core.errors.CancelledError`.
+
+        Returns
+        -------
+        CellScores
         """
         batch_size = check_batch_size(batch_size)
         n_classes = len(self.class_names)
-        if isinstance(crops, np.ndarray) and crops.ndim == 4 and crops.shape[0] == 0:
-            return np.zeros((0, n_classes), np.float32)
         if not isinstance(crops, np.ndarray):
             crops = list(crops)
-            if not crops:
-                return np.zeros((0, n_classes), np.float32)
         n = len(crops)
         transforms = tta_transforms(self.input_size) if tta else ((0, False),)
+        scope = self._predictor.scope is not None
         out = np.zeros((n, n_classes), np.float32)
+        feats = []
         for start in range(0, n, batch_size):
             check_cancel(cancel, "classification")
             x = self.prepare(crops[start:start + batch_size])
             acc = np.zeros((len(x), n_classes), np.float64)
             for k, flip in transforms:
-                xt = apply_transform(x, k, flip) if (k or flip) else x
-                acc += self._predictor.predict_batch(xt, batch_size)
+                if scope and not (k or flip):
+                    probs, f = self._predictor.predict_batch_features(x, batch_size)
+                    feats.append(f)
+                else:
+                    probs = self._predictor.predict_batch(
+                        apply_transform(x, k, flip) if (k or flip) else x, batch_size)
+                acc += probs
             out[start:start + len(x)] = acc / len(transforms)
             emit(progress, "batch", done=min(start + batch_size, n), total=n)
-        return out
+        return self.scores(out, np.concatenate(feats) if feats else None)
+
+    def scores(self, probs: np.ndarray, features: np.ndarray | None = None) -> CellScores:
+        """:class:`CellScores` of raw probabilities ``(N, n_classes)`` (and head features
+        for the out-of-scope score; without them the score is ``nan``)."""
+        probs = np.asarray(probs, np.float32).reshape(-1, len(self.class_names))
+        p_raw = np.clip(probs[:, self.positive_index].astype(np.float64), 0.0, 1.0)
+        oos = (np.full(len(probs), np.nan) if features is None
+               else self._predictor.oos_score(features))
+        return CellScores(probs, self._predictor.calibrate(p_raw), oos, p_raw)
+
+    def predict_proba(self, crops, batch_size: int = DEFAULT_BATCH, tta: bool = False,
+                      progress: Callable | None = None, cancel=None) -> np.ndarray:
+        """Raw class probabilities for every crop: ``(N, n_classes)`` float32.
+
+        Parameters are those of :meth:`predict_cells`.
+        """
+        return self.predict_cells(crops, batch_size=batch_size, tta=tta, progress=progress,
+                                  cancel=cancel).probs
 
     def classify_cells(self, crops, batch_size: int = DEFAULT_BATCH, tta: bool = False,
                        progress: Callable | None = None, cancel=None) -> np.ndarray:
-        """P(ALL) (the positive class) for every crop, as a float32 array of length N.
+        """Calibrated P(ALL) (the positive class) for every crop, as a float32 array of
+        length N (raw P(ALL) for a model without a card).
 
-        Parameters are those of :meth:`predict_proba`.
+        Parameters are those of :meth:`predict_cells`.
 
         Examples
         --------
         >>> clf.classify_cells(np.zeros((2, 450, 450, 3), np.uint8))  # doctest: +SKIP
         array([0.41, 0.41], dtype=float32)
         """
-        probs = self.predict_proba(crops, batch_size=batch_size, tta=tta, progress=progress,
-                                   cancel=cancel)
-        return np.ascontiguousarray(probs[:, self.positive_index], dtype=np.float32)
+        scores = self.predict_cells(crops, batch_size=batch_size, tta=tta, progress=progress,
+                                    cancel=cancel)
+        return np.ascontiguousarray(scores.p_all, dtype=np.float32)
 
     def classes_of(self, probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
         """Class names from probabilities: positive class when its probability >= threshold
@@ -197,7 +237,8 @@ class Classifier:
     def classify_image(self, rgb, labels=None, mode: str = "auto", tta: bool = False,
                        gradcam: bool = False, batch_size: int = DEFAULT_BATCH,
                        threshold: float = 0.5, crop_size: int = CELL_CROP_SIZE,
-                       progress: Callable | None = None, cancel=None) -> ImageResult:
+                       progress: Callable | None = None, cancel=None,
+                       uncertain=DEFAULT_UNCERTAIN) -> ImageResult:
         """Classify every white cell of an image: segment, cut out, classify.
 
         Parameters
@@ -214,24 +255,30 @@ class Classifier:
             Also compute Grad-CAM heatmaps (per cell and mapped into the image).
         batch_size : int
         threshold : float
-            P(ALL) at or above which a cell is called ALL.
+            Calibrated P(ALL) at or above which a cell is called ALL.
         crop_size : int
             Side of the crops cut out of smear fields (then resized to the model input).
         progress, cancel
-            See :meth:`predict_proba`.
+            See :meth:`predict_cells`.
+        uncertain : (float, float) or None
+            Calibrated P(ALL) strictly inside this band is called ``uncertain``
+            (:data:`~allnet_core.inference.calls.DEFAULT_UNCERTAIN`); None for no band.
 
         Returns
         -------
         ImageResult
             Unpacks as ``labels, table``. ``table`` has one row per cell with columns
-            ``label``, ``class``, ``p_all``, ``area``, ``centroid_row``, ``centroid_col``,
-            ``bbox_min_row``, ``bbox_min_col``, ``bbox_max_row``, ``bbox_max_col``
-            (exclusive), ``touches_border`` and ``scale``.
+            ``label``, ``class`` (ALL or HEM at the threshold), ``p_all`` (calibrated),
+            ``area``, ``centroid_row``, ``centroid_col``, ``bbox_min_row``,
+            ``bbox_min_col``, ``bbox_max_row``, ``bbox_max_col`` (exclusive),
+            ``touches_border``, ``scale``, ``call`` (ALL, HEM, ``uncertain`` or
+            ``out_of_scope``), ``p_all_raw`` and ``oos_score`` (above 1: out of scope;
+            empty without a model card).
         """
         lab, crops, table, used = image_cells(rgb, mode=mode, labels=labels, crop_size=crop_size)
-        probs = self.predict_proba(crops, batch_size=batch_size, tta=tta, progress=progress,
-                                   cancel=cancel)
-        table = self.cell_table(table, probs, threshold=threshold)
+        scores = self.predict_cells(crops, batch_size=batch_size, tta=tta, progress=progress,
+                                    cancel=cancel)
+        table = self.cell_table(table, scores, threshold=threshold, uncertain=uncertain)
         cell_maps = field = None
         if gradcam:
             cell_maps, field = self.image_gradcam(crops, table, lab, used, crop_size=crop_size,
@@ -239,13 +286,29 @@ class Classifier:
         return ImageResult(labels=lab, table=table, mode=used, heatmap=field,
                            cell_heatmaps=cell_maps)
 
-    def cell_table(self, table, probs: np.ndarray, threshold: float = 0.5):
-        """Add ``class`` and ``p_all`` to a cell table (from :func:`image_cells`) and order
-        its columns as documented in :meth:`classify_image`."""
+    def cell_table(self, table, scores, threshold: float = 0.5, uncertain=DEFAULT_UNCERTAIN):
+        """Add ``class``, ``call``, ``p_all``, ``p_all_raw`` and ``oos_score`` to a cell
+        table (from :func:`image_cells`) and order its columns as documented in
+        :meth:`classify_image`.
+
+        ``scores`` is a :class:`CellScores` (from :meth:`predict_cells`) or raw
+        probabilities ``(N, n_classes)`` (calibrated here; no out-of-scope score).
+        """
+        if not isinstance(scores, CellScores):
+            scores = self.scores(scores)
         t = table.reset_index(drop=True).copy()
-        t["class"] = self.classes_of(probs, threshold) if len(t) else np.array([], str)
-        t["p_all"] = probs[:, self.positive_index].astype(np.float32) if len(t) else \
-            np.array([], np.float32)
+        names = self.class_names
+        if len(names) == 2:
+            pos, neg = names[self.positive_index], names[1 - self.positive_index]
+            classes = np.where(scores.p_all >= threshold, pos, neg).astype(str)
+            calls = call_cells(scores.p_all, scores.oos_score, threshold, uncertain, pos, neg)
+        else:
+            classes = self.classes_of(scores.probs, threshold)
+            calls = np.where(np.nan_to_num(scores.oos_score) > 1, OUT_OF_SCOPE, classes)
+        t["class"] = classes if len(t) else np.array([], str)
+        t["call"] = calls if len(t) else np.array([], str)
+        for name in ("p_all", "p_all_raw", "oos_score"):
+            t[name] = np.asarray(getattr(scores, name), np.float32)
         return t[TABLE_COLUMNS + [c for c in t.columns if c not in TABLE_COLUMNS]]
 
     # ------------------------------------------------------------------ Grad-CAM

@@ -27,9 +27,12 @@ __all__ = ["local_cluster", "plugin_name", "run_on_cluster", "task_size"]
 
 
 def plugin_name(model: dict) -> str:
-    """The worker plugin's name for a model: its hash, so two models never mix."""
+    """The worker plugin's name for a model: its hash and its card's, so two models (or
+    two cards of one model) never mix."""
     names = ",".join(model.get("class_names") or [])
-    return f"allnet-classifier-{model['sha256'][:16]}-{names}-{model.get('positive_class')}"
+    card = (model.get("card_sha256") or "none")[:16]
+    return (f"allnet-classifier-{model['sha256'][:16]}-{card}-{names}-"
+            f"{model.get('positive_class')}")
 
 
 def local_cluster(n_workers: int, threads_per_worker: int = 1, **kwargs):
@@ -81,11 +84,11 @@ def run_on_cluster(client, model: dict, items: list[tuple], options: dict, *, st
     ----------
     client : distributed.Client
     model : dict
-        ``path``, ``sha256``, ``class_names``, ``positive_class`` (see
+        ``path``, ``sha256``, ``card_sha256``, ``class_names``, ``positive_class`` (see
         :func:`allnet_core.inference.screening.model_identity`).
     items : list of tuple
     options : dict
-        ``mode``, ``tta``, ``batch_size``, ``threshold``.
+        ``mode``, ``tta``, ``batch_size``, ``threshold``, ``uncertain``.
     store : ResultStore
         Every completed task's tables are committed here at once.
     gradcam_dir : Path, optional

@@ -303,7 +303,8 @@ def gradcam_figure(rgb, heatmap, labels=None, table=None, dpi: int = 100):
     labels : (H, W) int array, optional
         Instance labels of the cells, outlined.
     table : pandas.DataFrame, optional
-        The classified cell table (``class``, ``p_all``, ``bbox_*``): one caption per cell.
+        The classified cell table (``call``, else ``class``; ``p_all``, ``bbox_*``): one
+        caption per cell.
     dpi : int
         The image is drawn at about one screen pixel per image pixel at this resolution
         (small images larger, so the captions stay legible).
@@ -328,8 +329,8 @@ def gradcam_figure(rgb, heatmap, labels=None, table=None, dpi: int = 100):
     ax.imshow(shown)
     ax.set_axis_off()
     rows = () if table is None else zip(
-        table["class"], table["p_all"], table["bbox_min_row"], table["bbox_min_col"],
-        table["bbox_max_row"], strict=True)
+        table["call" if "call" in table else "class"], table["p_all"], table["bbox_min_row"],
+        table["bbox_min_col"], table["bbox_max_row"], strict=True)
     for call, p_all, r0, c0, r1 in rows:  # above the cell, or below it at the top edge
         top = r0 > 0.06 * h
         ax.text(int(c0), int(r0 if top else r1), f"{call}, P(ALL) = {float(p_all):.2f}",

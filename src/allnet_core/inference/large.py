@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from allnet_core.inference.calls import DEFAULT_UNCERTAIN
 from allnet_core.io_lazy import LARGE_PIXELS, is_large_image
 from allnet_core.model.predict import DEFAULT_BATCH
 
@@ -44,7 +45,8 @@ class LargeImageResult:
 def classify_large(classifier, image, *, labels_dir: str | os.PathLike | None = None,
                    name: str | None = None, tta: bool = False,
                    batch_size: int = DEFAULT_BATCH, threshold: float = 0.5,
-                   tile: int | None = None, progress=None, cancel=None) -> LargeImageResult:
+                   uncertain=DEFAULT_UNCERTAIN, tile: int | None = None, progress=None,
+                   cancel=None) -> LargeImageResult:
     """Segment a large image in tiles and classify every cell.
 
     Parameters
@@ -58,7 +60,7 @@ def classify_large(classifier, image, *, labels_dir: str | os.PathLike | None = 
         removed afterwards.
     name : str, optional
         Default: the image file's stem (``"image"`` for an array).
-    tta, batch_size, threshold
+    tta, batch_size, threshold, uncertain
         As in :meth:`Classifier.classify_image`.
     tile : int, optional
         Core side of the tiles (default :data:`allnet_core.segmentation.tiled.TILE`).
@@ -86,13 +88,15 @@ def classify_large(classifier, image, *, labels_dir: str | os.PathLike | None = 
         tables, done = [], 0
         for crops, rows in tiled_cell_crops(image, seg.labels, seg.table):
             check_cancel(cancel, "classification")
-            probs = classifier.predict_proba(crops, batch_size=batch_size, tta=tta,
-                                             cancel=cancel)
-            tables.append(classifier.cell_table(rows, probs, threshold=threshold))
+            scores = classifier.predict_cells(crops, batch_size=batch_size, tta=tta,
+                                              cancel=cancel)
+            tables.append(classifier.cell_table(rows, scores, threshold=threshold,
+                                                uncertain=uncertain))
             done += len(rows)
             emit(progress, "batch", done=done, total=len(seg.table))
         table = (pd.concat(tables, ignore_index=True) if tables else
-                 classifier.cell_table(seg.table, _no_probs(classifier), threshold=threshold))
+                 classifier.cell_table(seg.table, _no_probs(classifier), threshold=threshold,
+                                       uncertain=uncertain))
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)

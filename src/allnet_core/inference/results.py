@@ -1,4 +1,5 @@
-"""What classification returns: the classified cell table's columns and :class:`ImageResult`."""
+"""What classification returns: the classified cell table's columns, :class:`CellScores`
+and :class:`ImageResult`."""
 
 from __future__ import annotations
 
@@ -7,12 +8,44 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["TABLE_COLUMNS", "ImageResult"]
+__all__ = ["TABLE_COLUMNS", "CellScores", "ImageResult"]
 
-#: Leading columns of a classified cell table, in order (other columns follow).
+#: Leading columns of a classified cell table, in order (other columns follow). ``class``
+#: is the model's class at the threshold; ``call`` adds ``uncertain`` and ``out_of_scope``
+#: (:mod:`allnet_core.inference.calls`); ``p_all`` is calibrated, ``p_all_raw`` not. The
+#: columns added with the model card come last, so older readers of the CSV keep working.
 TABLE_COLUMNS = ["label", "class", "p_all", "area", "centroid_row", "centroid_col",
                  "bbox_min_row", "bbox_min_col", "bbox_max_row", "bbox_max_col",
-                 "touches_border", "scale"]
+                 "touches_border", "scale", "call", "p_all_raw", "oos_score"]
+
+
+@dataclass
+class CellScores:
+    """What the model says about each of N cells (from :meth:`Classifier.predict_cells`).
+
+    Attributes
+    ----------
+    probs : (N, n_classes) float32 array
+        Raw class probabilities (averaged over test-time transforms).
+    p_all : (N,) float64 array
+        Calibrated P(ALL) (the model card's calibration; raw without a card).
+    oos_score : (N,) float64 array
+        Out-of-scope score, above 1 out of scope (``nan`` without a card).
+    p_all_raw : (N,) float64 array
+        Raw P(ALL).
+    """
+
+    probs: np.ndarray
+    p_all: np.ndarray
+    oos_score: np.ndarray
+    p_all_raw: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.p_all)
+
+    def __getitem__(self, index) -> CellScores:
+        return CellScores(self.probs[index], self.p_all[index], self.oos_score[index],
+                          self.p_all_raw[index])
 
 
 @dataclass

@@ -49,10 +49,14 @@ def screen(classifier, files: list[Path], options: dict, *, out, client, gradcam
     :func:`~allnet_core.inference.classify_images` for the parameters."""
     from allnet_core.inference.batch import make_result
     from allnet_core.inference.store import ResultStore, file_sha256
+    from allnet_core.model.card import card_path
 
     model = model_identity(classifier)
     model["sha256"] = file_sha256(model["path"])
-    settings = {"model_sha256": model["sha256"], **options,
+    card = card_path(model["path"])  # the card's calibration and scope change the calls
+    model["card_sha256"] = file_sha256(card) if card.is_file() else ""
+    settings = {"model_sha256": model["sha256"], "card_sha256": model["card_sha256"],
+                **options,
                 "class_names": model["class_names"], "positive_class": model["positive_class"]}
     settings.pop("batch_size")  # results do not depend on it
     tmp = Path(tempfile.mkdtemp(prefix="allnet-store-")) if out is None else None
@@ -85,10 +89,18 @@ def screen(classifier, files: list[Path], options: dict, *, out, client, gradcam
     cams = [] if gradcam_dir is None else [
         Path(gradcam_dir) / n for n, src in zip(names, files, strict=True)
         if str(src) in classified and (Path(gradcam_dir) / n).is_file()]
-    result = make_result(cells, per_image, problems, cams)
+    result = make_result(cells, per_image, problems, cams, classes=_classes(model))
     emit(progress, "done", images=len(result.per_image), cells=len(result.cells),
          skipped=len(result.problems))
     return result
+
+
+def _classes(model: dict) -> tuple[str, str] | None:
+    """``(positive, negative)`` of a model identity; None (ALL, HEM) when it names none."""
+    names, pos = model.get("class_names"), model.get("positive_class")
+    if not names or pos is None:
+        return None
+    return pos, next((n for n in names if n != pos), pos)
 
 
 def _run_here(classifier, items: list[tuple], options: dict, *, store, gradcam_dir,

@@ -7,7 +7,8 @@ CSV while it runs (:class:`ResultStore`)::
         _settings.json            model (sha256) and settings the results were computed with
         part-<key>.parquet        cell rows of one batch of images (one row per cell)
         _images/part-<key>.parquet  one row per image of that batch: source, sha256, subject,
-                                  mode, cells, ALL, error ("" when classified)
+                                  mode, cells, ALL (cells called ALL), error ("" when
+                                  classified)
         _labels/<sha256>.zarr     labels of images segmented in tiles (gigapixel images)
 
 Every part is written atomically (temporary name, then rename) as soon as its images are
@@ -35,7 +36,7 @@ __all__ = ["IMAGE_COLUMNS", "ResultStore", "file_sha256", "store_path"]
 
 #: Columns of the per-image records of a store.
 IMAGE_COLUMNS = ["source", "sha256", "subject", "mode", "cells", "ALL", "error"]
-_FORMAT = 1
+_FORMAT = 2  # 2: cells carry the calls (model card), ALL counts confident in-scope cells
 _BLOCK = 1 << 20
 
 

@@ -11,6 +11,8 @@ Loading a ``.keras`` file goes in this order:
    ``(N, H, W, 3)``, an output ``(None, n_classes)`` with one probability per class (the
    output layer's activation is softmax or sigmoid, not raw scores), and the positive
    class among the class names.
+5. The model card beside the file (``model.card.json``, :mod:`allnet_core.model.card`) is
+   read and checked against the file's SHA-256; without one the model is untested.
 
 Class names come from the caller, else from a ``config.json`` beside the model or in its
 run folder (key ``class_names``), else :data:`allnet_core.classes.CLASS_NAMES`.
@@ -18,6 +20,7 @@ run folder (key ``class_names``), else :data:`allnet_core.classes.CLASS_NAMES`.
 
 from __future__ import annotations
 
+import dataclasses
 import io as _io
 import json
 import os
@@ -56,6 +59,10 @@ class LoadedModel:
         Where the model came from (its file, or the model's name), for messages.
     path : pathlib.Path or None
         The model file, when loaded from one.
+    card : ModelCard or None
+        The model card found beside the file (:func:`allnet_core.model.card.read_card`):
+        its calibration and out-of-scope reference are applied by the predictor. None
+        for a model without a card (an untested model).
     """
 
     model: Any
@@ -64,6 +71,7 @@ class LoadedModel:
     input_size: tuple[int, int]
     source: str
     path: Path | None = None
+    card: Any = None
 
     @property
     def positive_class(self) -> str:
@@ -121,8 +129,11 @@ def load_model(path: str | os.PathLike, class_names: Sequence[str] | None = None
         ) from exc
     if class_names is None:
         class_names = run_class_names(model_path)
-    return check_model(model, class_names=class_names, positive_class=positive_class,
-                       source=str(model_path), path=model_path)
+    loaded = check_model(model, class_names=class_names, positive_class=positive_class,
+                         source=str(model_path), path=model_path)
+    from allnet_core.model.card import read_card  # the card that travels with the model
+
+    return dataclasses.replace(loaded, card=read_card(model_path))
 
 
 def check_model(model, class_names: Sequence[str] | None = None,

@@ -1,4 +1,5 @@
-"""The plots of reports: accuracy and loss curves, the confusion matrix.
+"""The plots of reports: accuracy and loss curves, the confusion matrix, the reliability
+diagram.
 
 matplotlib's object API with the Agg canvas (``matplotlib.figure.Figure``), so nothing
 here touches pyplot's global state or a GUI backend. Files are written atomically.
@@ -17,7 +18,7 @@ import pandas as pd
 from allnet_core.classes import CLASS_NAMES
 from allnet_core.io import atomic_write
 
-__all__ = ["plot_confusion", "plot_curves"]
+__all__ = ["plot_confusion", "plot_curves", "plot_reliability"]
 
 
 def _save_figure(fig, path: Path) -> Path:
@@ -101,4 +102,45 @@ def plot_confusion(metrics: Mapping[str, Any], path: str | os.PathLike,
                     va="center", color="white" if frac[i, j] > 0.5 else "black", fontsize=11)
     ax.set_title(title)
     fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of true class")
+    return _save_figure(fig, Path(path))
+
+
+def plot_reliability(summary: Mapping[str, Any], path: str | os.PathLike,
+                     title: str = "Reliability on the hold-out") -> Path:
+    """A reliability diagram: fraction truly ALL against mean P(ALL) per bin, before and
+    after calibration, the diagonal of perfect calibration, and the cells per bin.
+
+    Parameters
+    ----------
+    summary : dict
+        Holds ``reliability_before``, ``reliability_after``, ``ece_before``,
+        ``ece_after`` (from :func:`allnet_core.model.calibration.calibration_summary` or
+        a card's ``holdout``).
+    path : path-like
+        PNG file to write.
+    """
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.2, 4.6))
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1], color="0.6", ls=":", label="perfect calibration")
+    for key, color, name in (("before", "#d55e00", "raw"), ("after", "#0072b2", "calibrated")):
+        r = summary[f"reliability_{key}"]
+        conf = np.asarray(r["confidence"], float)
+        acc = np.asarray(r["accuracy"], float)
+        used = np.isfinite(conf) & np.isfinite(acc)
+        ece = summary.get(f"ece_{key}")
+        ece = "n/a" if ece is None or not np.isfinite(ece) else f"{float(ece):.3f}"
+        ax.plot(conf[used], acc[used], "o-", color=color, label=f"{name} (ECE {ece})")
+    edges = np.asarray(summary["reliability_after"]["edges"], float)
+    counts = np.asarray(summary["reliability_after"]["count"], float)
+    twin = ax.twinx()
+    twin.bar(edges[:-1], counts, width=np.diff(edges), align="edge", color="0.85",
+             zorder=0)
+    twin.set_ylabel("cells per bin (calibrated)")
+    ax.set_zorder(twin.get_zorder() + 1)
+    ax.patch.set_visible(False)
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="mean P(ALL) in bin", ylabel="fraction truly ALL",
+           title=title)
+    ax.legend(loc="upper left", fontsize=8)
     return _save_figure(fig, Path(path))

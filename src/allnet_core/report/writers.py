@@ -41,8 +41,10 @@ def _subject_overlap(splits: pd.DataFrame) -> int:
 
 def write_run_report(run_dir: str | os.PathLike, config, splits: pd.DataFrame,
                      fold_metrics: Sequence[Mapping[str, Any]], holdout: Mapping[str, Any],
-                     best_fold: int, seconds: float | None = None) -> dict[str, Any]:
-    """Write ``report.md``, ``report.json``, ``curves.png`` and ``confusion.png``.
+                     best_fold: int, seconds: float | None = None,
+                     card: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Write ``report.md``, ``report.json``, ``curves.png``, ``confusion.png`` and, with a
+    model card, ``reliability.png`` and the card's section (:mod:`allnet_core.report.trust`).
 
     Parameters
     ----------
@@ -60,6 +62,8 @@ def write_run_report(run_dir: str | os.PathLike, config, splits: pd.DataFrame,
         1-based fold number scored on the hold-out.
     seconds : float, optional
         Wall time of this (possibly resumed) invocation.
+    card : dict, optional
+        The best model's card (:func:`allnet_core.training.trust.write_trust`).
 
     Returns
     -------
@@ -102,9 +106,14 @@ def write_run_report(run_dir: str | os.PathLike, config, splits: pd.DataFrame,
         "keras_backend": env.get("keras_backend"),
         "seconds": seconds,
     }
+    text = _run_markdown(json_safe(report), splits, per_subject)
+    if card:
+        from allnet_core.report.trust import add_card
+
+        text += "\n" + add_card(report, card, run_dir, best_fold)
     report = json_safe(report)
     write_json(run_dir / "report.json", report)
-    write_text(run_dir / "report.md", _run_markdown(report, splits, per_subject))
+    write_text(run_dir / "report.md", text)
     return report
 
 
@@ -186,9 +195,11 @@ def _subject_markdown(per_subject: pd.DataFrame) -> str:
 
 def write_evaluation_report(out_dir: str | os.PathLike, metrics: Mapping[str, Any],
                             predictions: pd.DataFrame, per_subject: pd.DataFrame,
-                            model: str, data: str) -> Path:
+                            model: str, data: str,
+                            calibration: Mapping[str, Any] | None = None) -> Path:
     """Write an evaluation's ``metrics.json``, ``predictions.csv``, ``per_subject.csv``,
-    ``confusion.png`` and ``report.md`` into ``out_dir``; return the report's path."""
+    ``confusion.png``, ``report.md`` (and ``reliability.png`` with ``calibration``) into
+    ``out_dir``; return the report's path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "metrics.json", json_safe({**metrics, "model": model, "data": data}))
@@ -217,4 +228,7 @@ def write_evaluation_report(out_dir: str | os.PathLike, metrics: Mapping[str, An
         _subject_markdown(per_subject) if len(per_subject) else "(no subjects)",
         "",
     ])
+    if calibration:  # reliability.png and its section
+        from allnet_core.report.trust import evaluation_markdown
+        text += "\n" + evaluation_markdown(calibration, out)
     return write_text(out / "report.md", text)

@@ -65,6 +65,9 @@ class TrainResult:
         ``report.md``.
     summary : dict
         The content of ``report.json``.
+    card : dict
+        The best model's card (``fold_<best>/model.card.json``, see
+        :mod:`allnet_core.training.trust`).
     """
 
     run_dir: Path
@@ -74,6 +77,7 @@ class TrainResult:
     holdout: dict[str, Any]
     report: Path
     summary: dict[str, Any] = field(repr=False, default_factory=dict)
+    card: dict[str, Any] = field(repr=False, default_factory=dict)
 
 
 @dataclass
@@ -225,7 +229,8 @@ def cross_validate(
         Receives event dicts: ``start``, ``check``, ``device``, ``fold_start``,
         ``batch_end`` (``loss``, ``accuracy``), ``epoch_end`` (``loss``, ``accuracy``,
         ``val_loss``, ``val_accuracy``, ``val_f1`` ...), ``fold_end``, ``fold_skipped``,
-        ``holdout_start``, ``holdout_end``, ``cancelled``, ``done``. Folds and epochs are
+        ``holdout_start``, ``holdout_end``, ``trust_start``, ``trust_end`` (calibration,
+        out-of-scope reference and model card), ``cancelled``, ``done``. Folds and epochs are
         numbered from 1.
     cancel : CancelToken, optional
         Checked between batches. When set, training stops at the next batch; finished
@@ -298,15 +303,18 @@ def _run_protocol(run_dir: Path, config: TrainConfig, table: pd.DataFrame,
             for m in fold_metrics]
     best_fold = int(np.argmax([k[0] for k in keys])) + 1  # first fold with the best F1
     holdout = _score_holdout(run, splits, best_fold)
+    from allnet_core.training.trust import write_trust  # calibration, scope, model card
+
+    card = write_trust(run, splits, best_fold)
 
     from allnet_core.report import write_run_report
 
     summary = write_run_report(run_dir, config, splits, fold_metrics, holdout, best_fold,
-                               seconds=time.perf_counter() - started)
+                               seconds=time.perf_counter() - started, card=card)
     result = TrainResult(run_dir=run_dir, best_fold=best_fold,
                          best_model=run_dir / f"fold_{best_fold}" / "model.keras",
                          folds=fold_metrics, holdout=holdout, report=run_dir / "report.md",
-                         summary=summary)
+                         summary=summary, card=card)
     emit(progress, "done", run_dir=str(run_dir), report=str(result.report),
          best_fold=best_fold, best_model=str(result.best_model),
          holdout_accuracy=holdout["accuracy"], holdout_f1=holdout["f1"])

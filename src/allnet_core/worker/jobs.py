@@ -16,7 +16,7 @@ from typing import Any
 from allnet_core.errors import ConfigError, ImageReadError
 from allnet_core.progress import CancelToken, check_cancel
 
-__all__ = ["MODES", "Handler", "ModelCache", "choice", "classify", "classify_files",
+__all__ = ["MODES", "Handler", "ModelCache", "band", "choice", "classify", "classify_files",
            "classify_large_job", "device_info", "flag", "fraction", "handlers", "positive_int",
            "required", "train"]
 
@@ -31,20 +31,23 @@ Handler = Callable[[dict[str, Any], Callable[[dict[str, Any]], None], CancelToke
 class ModelCache:
     """Keeps the last loaded :class:`~allnet_core.inference.Classifier` resident.
 
-    A second request with the same model file (same path and modification time) does not
-    load it again; another model replaces it (one model in memory at a time).
+    A second request with the same model file (same path and modification time, same model
+    card) does not load it again; another model replaces it (one model in memory at a time).
     """
 
     def __init__(self):
-        self._classifiers: dict[tuple[str, float], Any] = {}
+        self._classifiers: dict[tuple, Any] = {}
 
     def load(self, model: str):
         """The classifier of ``model`` (a ``.keras`` file or a training run folder, as
         ``allnet classify`` takes), loaded once."""
         from allnet_core.inference import Classifier, find_model_file
+        from allnet_core.model.card import card_path
 
         path = find_model_file(model)
-        key = (str(path.resolve()), path.stat().st_mtime)
+        card = card_path(path)  # a card written or replaced later is read again
+        key = (str(path.resolve()), path.stat().st_mtime,
+               card.stat().st_mtime if card.is_file() else None)
         if key not in self._classifiers:
             self._classifiers.clear()  # keep one model resident at a time
             self._classifiers[key] = Classifier.load(path)
@@ -92,6 +95,8 @@ def classify(request, progress, cancel, *, models: ModelCache) -> dict[str, Any]
         kwargs["batch_size"] = positive_int(request, "batch_size")
     if request.get("mode") is not None:
         kwargs["mode"] = choice(request, "mode", MODES)
+    if request.get("uncertain") is not None:
+        kwargs["uncertain"] = band(request, "uncertain")
     if not request.get("labels_path") and is_large_image(image_path):
         return classify_large_job(request, progress, cancel, models=models)
     rgb = read_rgb(image_path)
@@ -113,6 +118,7 @@ def classify(request, progress, cancel, *, models: ModelCache) -> dict[str, Any]
         "table_path": str(table_path),
         "heatmap_path": None if heatmap_path is None else str(heatmap_path),
         "n_cells": len(res.table),
+        "assessment": assessment(classifier),
     }
 
 
@@ -120,7 +126,7 @@ def classify_large_job(request, progress, cancel, *, models: ModelCache) -> dict
     """A ``classify`` job on an image too large for memory (a ``.zarr`` folder, say):
     segmented in tiles, labels written as ``out_dir/labels.zarr`` (chunked), no Grad-CAM.
     See :func:`allnet_core.inference.classify_large`."""
-    from allnet_core.inference import classify_large
+    from allnet_core.inference import DEFAULT_UNCERTAIN, classify_large
     from allnet_core.io import write_csv
     from allnet_core.model.predict import DEFAULT_BATCH
 
@@ -132,10 +138,14 @@ def classify_large_job(request, progress, cancel, *, models: ModelCache) -> dict
                          tta=flag(request, "tta"),
                          batch_size=(positive_int(request, "batch_size")
                                      if request.get("batch_size") is not None else DEFAULT_BATCH),
+                         uncertain=(band(request, "uncertain")
+                                    if request.get("uncertain") is not None
+                                    else DEFAULT_UNCERTAIN),
                          progress=progress, cancel=cancel)
     return {"labels_path": str(res.labels_path),
             "table_path": str(write_csv(out_dir / "cells.csv", res.table)),
-            "heatmap_path": None, "n_cells": len(res.table)}
+            "heatmap_path": None, "n_cells": len(res.table),
+            "assessment": assessment(classifier)}
 
 
 def classify_files(request, progress, cancel, *, models: ModelCache) -> dict[str, Any]:
@@ -156,6 +166,8 @@ def classify_files(request, progress, cancel, *, models: ModelCache) -> dict[str
         kwargs["mode"] = choice(request, "mode", MODES)
     if request.get("threshold") is not None:
         kwargs["threshold"] = fraction(request, "threshold")
+    if request.get("uncertain") is not None:
+        kwargs["uncertain"] = band(request, "uncertain", kwargs.get("threshold", 0.5))
     if flag(request, "gradcam"):
         kwargs["gradcam_dir"] = out_dir / "gradcam"
     progress({"kind": "stage", "stage": "loading model", "model": model})
@@ -172,7 +184,16 @@ def classify_files(request, progress, cancel, *, models: ModelCache) -> dict[str
         "n_cells": len(result.cells),
         "n_images": len(result.per_image),
         "problems": list(result.problems),
+        "assessment": assessment(classifier),
     }
+
+
+def assessment(classifier) -> dict[str, Any]:
+    """The model card's verdict as plain JSON: ``headline``, ``warnings``, ``at_chance``,
+    ``untested`` (see :func:`allnet_core.model.card.assess`)."""
+    verdict = classifier.assessment
+    return {"headline": verdict.headline, "warnings": list(verdict.warnings),
+            "at_chance": verdict.at_chance, "untested": verdict.untested}
 
 
 def _read_labels(request: dict[str, Any], shape: tuple[int, int], image_path: str):
@@ -272,6 +293,22 @@ def fraction(request: dict[str, Any], key: str) -> float:
         raise ConfigError(f"request {request.get('op')!r}: {key!r} must be a number in "
                           f"[0, 1], got {value!r:.60}")
     return float(value)
+
+
+def band(request: dict[str, Any], key: str, threshold: float = 0.5) -> tuple[float, float]:
+    """``request[key]`` as an uncertain band ``(low, high)`` holding ``threshold``
+    (:func:`allnet_core.inference.calls.check_band`); a ConfigError naming ``key`` else."""
+    from allnet_core.inference.calls import check_band
+
+    value = request.get(key)
+    if not isinstance(value, list | tuple) or len(value) != 2 or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in value):
+        raise ConfigError(f"request {request.get('op')!r}: {key!r} must be two numbers "
+                          f"[low, high], got {value!r:.60}")
+    try:
+        return check_band(value, threshold)
+    except ConfigError as exc:
+        raise ConfigError(f"request {request.get('op')!r}: {key!r}: {exc}") from exc
 
 
 def choice(request: dict[str, Any], key: str, choices: tuple[str, ...]) -> str:

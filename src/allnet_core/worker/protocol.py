@@ -13,23 +13,25 @@ string or number); replies to it carry the same ``"id"``.
     Keras backend and devices (imports the backend):
     ``{"kind": "result", "result": {"keras_backend", "devices", "device_used", ...}}``.
 ``{"op": "classify", "image_path", "model", "out_dir", "labels_path"?, "tta"?, "gradcam"?,
-"batch_size"?, "mode"?}``
+"batch_size"?, "mode"?, "uncertain"?}``
     Classify the WBCs of one RGB image file with
     :meth:`allnet_core.inference.Classifier.classify_image`. Without ``labels_path`` the
     image is segmented first (``mode``: ``"auto"``, ``"cells"`` or ``"smear"``). Writes
     ``labels.tif`` (int32), ``cells.csv`` and, with ``gradcam``,
     ``heatmap.tif`` (float32, image-sized) into ``out_dir`` and replies
-    ``{"kind": "result", "result": {"labels_path", "table_path", "heatmap_path", "n_cells"}}``.
-    The loaded model is kept, so a second request with the same model file does not load
-    it again.
+    ``{"kind": "result", "result": {"labels_path", "table_path", "heatmap_path", "n_cells",
+    "assessment"}}`` (``assessment``: the model card's ``headline``, ``warnings``,
+    ``at_chance``, ``untested``; ``uncertain``: the band ``[low, high]`` of calibrated P(ALL)
+    called uncertain). The loaded model and its card are kept, so a second request with the
+    same model file does not load it again.
 ``{"op": "classify", "image_paths": [...], "model", "out_dir", "tta"?, "gradcam"?,
-"batch_size"?, "mode"?, "threshold"?, "skip_bad"?}``
+"batch_size"?, "mode"?, "threshold"?, "uncertain"?, "skip_bad"?}``
     Classify the cells of many files and folders with
     :func:`allnet_core.inference.classify_images` (cells pooled into full batches, as
     ``allnet classify`` does). Writes ``cells.csv``, ``per_image.csv``, ``per_subject.csv``
     and, with ``gradcam``, overlays under ``out_dir/gradcam``; replies
     ``{"kind": "result", "result": {"table_path", "per_image_path", "per_subject_path",
-    "gradcam_paths", "n_cells", "n_images", "problems"}}``.
+    "gradcam_paths", "n_cells", "n_images", "problems", "assessment"}}``.
 ``{"op": "train", "data", "out", "config": {TrainConfig fields}, "resume"?}``
     Run :func:`allnet_core.training.cross_validate` on the dataset folder ``data`` into the
     run folder ``out`` (``resume`` continues a cancelled or killed run). ``config`` may
