@@ -63,7 +63,7 @@ def _smear_cells(reduced: np.ndarray, th, p: AutoParams, factor: int):
 def _detect(reduced: np.ndarray, p: AutoParams, factor: int):
     """Cells and nuclei on the reduced image.
 
-    Returns ``(coarse, coarse_nuc, t_nuc, t_g, rule)``, or None when it holds no cell.
+    Returns ``(coarse, coarse_nuc, t_nuc, t_g, rule, feature)``, or None when it holds no cell.
     Warns (:data:`~.status.STAIN_NOT_RECOGNISED`) when the red cells fell on the nucleus
     side and no white cell could be told from them.
     """
@@ -85,7 +85,7 @@ def _detect(reduced: np.ndarray, p: AutoParams, factor: int):
     if coarse.max() == 0:
         return None
     coarse, coarse_nuc = split_touching(coarse, coarse_nuc, floor, p)
-    return coarse, coarse_nuc, th.t_nuc, th.t_g, rule
+    return coarse, coarse_nuc, th.t_nuc, th.t_g, rule, th.feature
 
 
 def auto_labels(a: np.ndarray, p: AutoParams, want_nuclei: bool = True):
@@ -98,7 +98,7 @@ def auto_labels(a: np.ndarray, p: AutoParams, want_nuclei: bool = True):
     if found is None:
         empty = np.zeros(a.shape[:2], np.int32)
         return empty, (empty.copy() if want_nuclei else None)
-    coarse, coarse_nuc, t_nuc, t_g, rule = found
+    coarse, coarse_nuc, t_nuc, t_g, rule, feature = found
     if factor == 1:
         return coarse, (coarse_nuc if want_nuclei else None)
-    return refine(a, coarse, coarse_nuc, t_nuc, t_g, rule, p, factor, want_nuclei)
+    return refine(a, coarse, coarse_nuc, t_nuc, t_g, rule, p, factor, want_nuclei, feature)
