@@ -15,7 +15,13 @@ from allnet_core.segmentation._morphology import fill_holes, subsample
 from allnet_core.segmentation._nuclei import group_nuclei
 from allnet_core.segmentation._params import AutoParams
 from allnet_core.segmentation._refine import refine
-from allnet_core.segmentation._reject import WEAK_FLOOR, compact, like_red_cells, standing_out
+from allnet_core.segmentation._reject import (
+    RED_CELLS_MEASURED,
+    WEAK_FLOOR,
+    compact,
+    like_red_cells,
+    standing_out,
+)
 from allnet_core.segmentation._scale import (
     FLOOR_PERCENTILE,
     MAX_DOWNSCALE,
@@ -49,7 +55,12 @@ def _smear_cells(reduced: np.ndarray, th, p: AutoParams, factor: int):
     if th.weak:  # a pale stain: only what stands out, and twice the size floor
         nuc = standing_out(nuc, th.feat, th.rest_mean, th.rest_std, p)
         floor *= WEAK_FLOOR
-    groups, n = compact(*group_nuclei(nuc, p, floor), p.min_solidity)
+    rbc_area = None
+    if rbc_radius is not None:
+        rbc_area = np.pi * rbc_radius**2
+        if np.count_nonzero(material & ~th.nuc) < RED_CELLS_MEASURED * rbc_area:
+            rbc_area = None  # a crop around a cell: its red cells are not measured
+    groups, n = compact(*group_nuclei(nuc, p, floor), p, rbc_area)
     if n == 0:
         return None
     coarse, rule = grow_cells(groups, n, material, reduced, p)
