@@ -130,9 +130,11 @@ def bluish_figure(field: np.ndarray, path: Path) -> None:
 
     import _perturb
 
-    from allnet_core.segmentation import SegmentationWarning
-    from allnet_core.segmentation._features import blue_green as feature
+    from allnet_core.segmentation import AutoParams, SegmentationWarning
     from allnet_core.segmentation._features import normalise_white, white_point
+    from allnet_core.segmentation._morphology import subsample
+    from allnet_core.segmentation._scale import choose_downscale
+    from allnet_core.segmentation._thresholds import thresholds
     from allnet_core.synthetic import synth_smear
 
     bluish = _perturb.bluish_red_cells(field)
@@ -145,12 +147,16 @@ def bluish_figure(field: np.ndarray, path: Path) -> None:
             labels = label_cells(rgb)
         said = [w.message.reason for w in caught if issubclass(w.category, SegmentationWarning)]
         balanced = normalise_white(rgb, white_point(rgb, 10))
+        p = AutoParams()
+        # the nucleus feature the method chose for this image (blue-green, or purple)
+        feature = thresholds(subsample(balanced, choose_downscale(balanced, p)), p).feature
         note = f"{labels.max()} cell(s)" + (f", warns: {said[0]}" if said else "")
-        panels.append((rgb, name, _outlined(rgb, labels), note, feature(balanced)))
+        panels.append((rgb, name, _outlined(rgb, labels), note, feature(balanced),
+                       feature.__name__.replace("_", "-")))
     fig, axes = plt.subplots(3, 3, figsize=(13, 10), dpi=80)
-    for row, (rgb, name, outlined, note, feat) in zip(axes, panels, strict=True):
+    for row, (rgb, name, outlined, note, feat, fname) in zip(axes, panels, strict=True):
         for ax, img, title, cmap in zip(row, (rgb, feat, outlined),
-                                         (name, "nucleus feature after white balance",
+                                         (name, f"nucleus feature ({fname}), white-balanced",
                                           note), (None, "magma", None), strict=True):
             ax.imshow(img, cmap=cmap)
             ax.set_title(title, fontsize=10)

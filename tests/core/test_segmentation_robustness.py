@@ -100,19 +100,26 @@ def test_a_loose_platelet_clump_is_not_a_white_cell():
 def test_a_clump_of_granules_needs_a_real_lobe_to_become_a_cell():
     # granules joined into one nucleus group (a generous group_distance): the largest piece
     # is one platelet, far below a lobe; without the lobe rule the clump becomes a "cell"
+    # (the size-dependent solidity rule, which also rejects it, is off here: small_solidity
+    # no stricter than min_solidity)
+    off = dict(group_distance=3.0, small_solidity=0.5)
     for seed in range(3):
         rgb = _loose_clump_field(seed)
         assert label_cells(rgb, group_distance=3.0).max() == 0
-        assert label_cells(rgb, group_distance=3.0, min_lobe=0.0).max() == 1
+        assert label_cells(rgb, **off).max() == 0
+        assert label_cells(rgb, **off, min_lobe=0.0).max() == 1
 
 
-@pytest.mark.xfail(strict=True, reason="known limitation (issue 16): a dense platelet clump, "
-                   "its granules merged into one blob of a third of a red cell, still passes "
-                   "for a small nucleus in most synthetic fields")
 def test_dense_platelet_clumps_are_not_white_cells():
-    hits = [label_cells(synth_smear(seed=s, n_wbc=0, platelet_clumps=2)[0]).max() > 0
-            for s in range(10)]
+    # a dense clump (granules merged into one ragged blob of about a third of a red cell)
+    # is smaller than a red cell of the field and not round: no white cell. The fields
+    # hold two clumps each; the issue's goal is a "WBC" in at most 10 % of such fields.
+    fields = [synth_smear(seed=s, n_wbc=0, platelet_clumps=2)[0] for s in range(20)]
+    hits = [label_cells(rgb).max() > 0 for rgb in fields]
     assert np.mean(hits) <= 0.1
+    # the size-dependent solidity rule does the work: without it most fields get a "WBC"
+    loose = [label_cells(rgb, small_solidity=0.5).max() > 0 for rgb in fields]
+    assert np.mean(loose) >= 0.5
 
 
 @pytest.mark.parametrize("rbc_rgb", [(150, 120, 190), (120, 90, 180)])

@@ -20,13 +20,16 @@ Two methods are offered:
        thresholded with Otsu's method on the histogram of the non-black pixels only, so
        a black background never shifts the threshold. When that split puts the red cells
        on the nucleus side (bluish red cells), it is taken again among the stained
-       material only. A pale stain whose nuclei stand out only relative to the spread of
-       the rest keeps only what stands out clearly, with twice the size floor.
+       material only, by ``min((B - G) / (B + G), (R - G) / (R + G))`` where that works
+       (nuclei absorb green more than red too, bluish red cells do not). A pale stain
+       whose nuclei stand out only relative to the spread of the rest keeps only what
+       stands out clearly, with twice the size floor.
     2. *Cells.* Nucleus fragments (lobes of a neutrophil) closer than a fraction of the
        largest fragment's radius are grouped; groups smaller than a fifth of a typical
        red cell (measured in the image) or a tenth of the largest group are platelets
-       or debris and dropped; so are groups that are not compact or lack one lobe-sized
-       piece (platelet clumps are granules).
+       or debris and dropped; so are groups that are not compact (a group smaller
+       than a red cell must be the rounder the smaller it is: lobed nuclei are large)
+       or lack one lobe-sized piece (platelet clumps are granules).
     3. *Cytoplasm.* Everything darker than the bright smear background in the green
        channel (Otsu again, non-black, non-nucleus pixels) is cell material; a linear
        rule learnt from the image (material next to a nucleus versus material out of

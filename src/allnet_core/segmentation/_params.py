@@ -13,8 +13,8 @@ __all__ = ["AutoParams"]
 #: Fields that must be finite numbers, and their bound (``>= 0``, or ``> 0``).
 _BOUNDS = dict(
     min_area=">= 0", relative_area=">= 0", group_distance=">= 0", cell_radius=">= 0",
-    border_factor=">= 0", min_separation=">= 0", min_standout=">= 0",
-    min_solidity=">= 0", min_lobe=">= 0", cutout_nucleus=">= 0", rbc_pixels="> 0",
+    border_factor=">= 0", min_separation=">= 0", min_standout=">= 0", min_solidity=">= 0",
+    small_solidity=">= 0", min_lobe=">= 0", cutout_nucleus=">= 0", rbc_pixels="> 0",
 )
 
 
@@ -48,6 +48,18 @@ class AutoParams:
         A nucleus candidate is a white cell only when its mean nucleus feature stands
         this many standard deviations above the non-nucleus class: the bluish edges of red
         cells and stain debris do not.
+    min_solidity : float
+        A nucleus group must fill this fraction of its convex hull (lobed nuclei do, a
+        loose scatter of platelets does not).
+    small_solidity : float
+        ... and a group smaller than a red cell of the field more: the fraction needed
+        rises linearly from ``min_solidity`` at one red-cell area to this at none. Lobed
+        nuclei belong to large cells; a small group must be round, and a platelet clump
+        (about a third of a red cell, ragged) is not. Groups cut by the border, and images
+        whose red cells cannot be measured, need ``min_solidity`` only.
+    min_lobe : float
+        A nucleus group must hold one piece of at least this fraction of the area floor
+        (platelet clumps are granules).
     relative_area : float
         Nucleus groups smaller than this fraction of the largest group are dropped.
     group_distance : float
@@ -93,6 +105,7 @@ class AutoParams:
     min_separation: float = 3.5
     min_standout: float = 4.0
     min_solidity: float = 0.5
+    small_solidity: float = 0.8
     min_lobe: float = 0.5
     relative_area: float = 0.1
     group_distance: float = 0.3

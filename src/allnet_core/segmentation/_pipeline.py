@@ -15,7 +15,13 @@ from allnet_core.segmentation._morphology import fill_holes, subsample
 from allnet_core.segmentation._nuclei import group_nuclei
 from allnet_core.segmentation._params import AutoParams
 from allnet_core.segmentation._refine import refine
-from allnet_core.segmentation._reject import WEAK_FLOOR, compact, like_red_cells, standing_out
+from allnet_core.segmentation._reject import (
+    RED_CELLS_MEASURED,
+    WEAK_FLOOR,
+    compact,
+    like_red_cells,
+    standing_out,
+)
 from allnet_core.segmentation._scale import (
     FLOOR_PERCENTILE,
     MAX_DOWNSCALE,
@@ -49,7 +55,12 @@ def _smear_cells(reduced: np.ndarray, th, p: AutoParams, factor: int):
     if th.weak:  # a pale stain: only what stands out, and twice the size floor
         nuc = standing_out(nuc, th.feat, th.rest_mean, th.rest_std, p)
         floor *= WEAK_FLOOR
-    groups, n = compact(*group_nuclei(nuc, p, floor), p.min_solidity)
+    rbc_area = None
+    if rbc_radius is not None:
+        rbc_area = np.pi * rbc_radius**2
+        if np.count_nonzero(material & ~th.nuc) < RED_CELLS_MEASURED * rbc_area:
+            rbc_area = None  # a crop around a cell: its red cells are not measured
+    groups, n = compact(*group_nuclei(nuc, p, floor), p, rbc_area)
     if n == 0:
         return None
     coarse, rule = grow_cells(groups, n, material, reduced, p)
@@ -63,7 +74,7 @@ def _smear_cells(reduced: np.ndarray, th, p: AutoParams, factor: int):
 def _detect(reduced: np.ndarray, p: AutoParams, factor: int):
     """Cells and nuclei on the reduced image.
 
-    Returns ``(coarse, coarse_nuc, t_nuc, t_g, rule)``, or None when it holds no cell.
+    Returns ``(coarse, coarse_nuc, t_nuc, t_g, rule, feature)``, or None when it holds no cell.
     Warns (:data:`~.status.STAIN_NOT_RECOGNISED`) when the red cells fell on the nucleus
     side and no white cell could be told from them.
     """
@@ -85,7 +96,7 @@ def _detect(reduced: np.ndarray, p: AutoParams, factor: int):
     if coarse.max() == 0:
         return None
     coarse, coarse_nuc = split_touching(coarse, coarse_nuc, floor, p)
-    return coarse, coarse_nuc, th.t_nuc, th.t_g, rule
+    return coarse, coarse_nuc, th.t_nuc, th.t_g, rule, th.feature
 
 
 def auto_labels(a: np.ndarray, p: AutoParams, want_nuclei: bool = True):
@@ -98,7 +109,7 @@ def auto_labels(a: np.ndarray, p: AutoParams, want_nuclei: bool = True):
     if found is None:
         empty = np.zeros(a.shape[:2], np.int32)
         return empty, (empty.copy() if want_nuclei else None)
-    coarse, coarse_nuc, t_nuc, t_g, rule = found
+    coarse, coarse_nuc, t_nuc, t_g, rule, feature = found
     if factor == 1:
         return coarse, (coarse_nuc if want_nuclei else None)
-    return refine(a, coarse, coarse_nuc, t_nuc, t_g, rule, p, factor, want_nuclei)
+    return refine(a, coarse, coarse_nuc, t_nuc, t_g, rule, p, factor, want_nuclei, feature)

@@ -27,14 +27,14 @@ def _full_res_box(sl, factor: int, coarse_shape, shape) -> tuple[slice, slice]:
 
 
 def _redraw(sub: np.ndarray, own: np.ndarray, allowed: np.ndarray, near_nuc: np.ndarray,
-            t_nuc: int, t_g: int, rule, black_level: int):
+            t_nuc: int, t_g: int, rule, black_level: int, feature=blue_green):
     """Cell and nucleus masks of one cell's full-resolution box.
 
     ``own`` is the cell's coarse mask, ``allowed`` where it may reach, ``near_nuc`` where
     its nucleus may be (all upsampled to the box).
     """
     valid = brightest(sub) > black_level
-    nuc = (blue_green(sub) > t_nuc) & valid & allowed & near_nuc
+    nuc = (feature(sub) > t_nuc) & valid & allowed & near_nuc
     cell = (sub[..., 1] <= t_g) & valid & allowed
     if rule is not None:
         cell[cell] = apply_rule(sub[cell], rule)
@@ -51,7 +51,7 @@ def _redraw(sub: np.ndarray, own: np.ndarray, allowed: np.ndarray, near_nuc: np.
 
 
 def refine(a: np.ndarray, coarse: np.ndarray, coarse_nuc: np.ndarray, t_nuc: int, t_g: int,
-           rule, p: AutoParams, factor: int, want_nuclei: bool = True):
+           rule, p: AutoParams, factor: int, want_nuclei: bool = True, feature=blue_green):
     """Full-resolution cell and nucleus labels from the labels of the reduced image.
 
     Parameters
@@ -67,6 +67,9 @@ def refine(a: np.ndarray, coarse: np.ndarray, coarse_nuc: np.ndarray, t_nuc: int
         The reduction factor.
     want_nuclei : bool
         Also return the nucleus labels (else None).
+    feature : callable
+        The nucleus feature ``t_nuc`` applies to (:func:`~._features.blue_green`, or
+        :func:`~._features.purple` for bluish red cells).
 
     Returns
     -------
@@ -88,7 +91,8 @@ def refine(a: np.ndarray, coarse: np.ndarray, coarse_nuc: np.ndarray, t_nuc: int
         own = up == lab
         allowed = dilate(own, factor) & ((up == 0) | own)
         near_nuc = dilate(coarse_nuc[rr[:, None], cc[None, :]] == lab, factor)
-        cell, nuc = _redraw(a[box], own, allowed, near_nuc, t_nuc, t_g, rule, p.black_level)
+        cell, nuc = _redraw(a[box], own, allowed, near_nuc, t_nuc, t_g, rule, p.black_level,
+                            feature)
         view = cells[box]
         cell &= view == 0
         if not cell.any():

@@ -3,9 +3,10 @@
 * :func:`standing_out` (pale stains only): keep what stands ``min_standout`` standard
   deviations above the rest of the stained material; the bluish rims of red cells, stain
   debris and faint platelet dust do not;
-* :func:`compact`: a nucleus group fills ``min_solidity`` of its convex hull; a platelet
-  clump is a loose scatter (the lobe rule, ``min_lobe``, lives with the grouping in
-  :mod:`._nuclei`);
+* :func:`compact`: a nucleus group fills ``min_solidity`` of its convex hull, and more
+  (up to ``small_solidity``) the smaller it is than a red cell of the field; a platelet
+  clump is a loose or ragged scatter (the lobe rule, ``min_lobe``, lives with the grouping
+  in :mod:`._nuclei`);
 * :func:`like_red_cells`: four or more cells whose nuclei cover half of the stained
   material are the red cells themselves; the caller labels nothing and warns.
 """
@@ -24,6 +25,10 @@ RED_CELL_COUNT = 4
 RED_CELL_COVER = 0.5
 #: Pale stains (nuclei only weakly apart from the rest) double the nucleus area floor.
 WEAK_FLOOR = 2.0
+#: The red-cell size of an image counts as measured (for :func:`compact`) when its
+#: non-nucleus material amounts to this many red cells: a field, not a crop around one
+#: white cell, whose own cytoplasm would pass for a red cell.
+RED_CELLS_MEASURED = 5.0
 
 
 def standing_out(nuc: np.ndarray, feat: np.ndarray, rest_mean: float, rest_std: float,
@@ -56,18 +61,30 @@ def like_red_cells(cells: np.ndarray, nuclei: np.ndarray, material: np.ndarray) 
     return np.count_nonzero(nuclei) >= RED_CELL_COVER * max(stained, 1)
 
 
-def compact(groups: np.ndarray, n: int, min_solidity: float) -> tuple[np.ndarray, int]:
-    """Keep the nucleus groups that fill at least ``min_solidity`` of their convex hull.
+def compact(groups: np.ndarray, n: int, p: AutoParams,
+            rbc_area: float | None = None) -> tuple[np.ndarray, int]:
+    """Keep the nucleus groups that fill enough of their convex hull.
 
-    A nucleus, even a lobed one, is compact; a clump of platelets is a loose scatter of
-    granules whose hull is mostly empty.
+    A nucleus, even a lobed one, is compact; a clump of platelets is a scatter of granules
+    whose hull is partly empty. Every group fills ``p.min_solidity`` of its hull. Lobed
+    (less compact) nuclei belong to the large granulocytes, so a group smaller than a red
+    cell (``rbc_area`` pixels, when measured) must be rounder: the solidity it needs rises
+    linearly from ``p.min_solidity`` at one red-cell area to ``p.small_solidity`` at none.
+    A platelet clump, about a third of a red cell and ragged, fails this. A group cut by
+    the image border shows only part of its nucleus and needs ``p.min_solidity`` only.
     """
     from skimage.measure import regionprops
 
-    if n == 0 or min_solidity <= 0:
+    if n == 0 or (p.min_solidity <= 0 and p.small_solidity <= 0):
         return groups, n
     keep = np.zeros(n + 1, bool)
+    cut = np.zeros(n + 1, bool)
+    for edge in (groups[0], groups[-1], groups[:, 0], groups[:, -1]):
+        cut[edge] = True
     for region in regionprops(groups):
-        keep[region.label] = region.area_convex > 0 and (
-            region.area >= min_solidity * region.area_convex)
+        need = p.min_solidity
+        if rbc_area and not cut[region.label]:
+            small = max(1.0 - region.area / rbc_area, 0.0)
+            need += small * max(p.small_solidity - p.min_solidity, 0.0)
+        keep[region.label] = region.area_convex > 0 and region.area >= need * region.area_convex
     return keep_labels(groups, keep), int(keep.sum())

@@ -2,7 +2,9 @@
 
 The nucleus threshold separates nuclei from the rest; where red cells are stained so that
 they fall on the nucleus side of the first split (bluish red cells), it is taken again
-among the stained material only, which separates nuclei from red cells.
+among the stained material only, which separates nuclei from red cells; there the
+:func:`~._features.purple` feature (green absorbed more than red as well as blue) is used
+instead when it splits the material into a minority that stands out.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from allnet_core.segmentation._features import (
     bright_background,
     class_means,
     otsu_level,
+    purple,
 )
 from allnet_core.segmentation._morphology import hysteresis
 from allnet_core.segmentation._params import AutoParams
@@ -37,6 +40,7 @@ class Thresholds(NamedTuple):
     red_cells_in: bool  # the first split put the red cells on the nucleus side
     rest_mean: float  # mean and spread of the feature on the non-nucleus class
     rest_std: float
+    feature: object = blue_green  # the feature function ``feat`` and ``t_nuc`` refer to
 
 
 def _class_std(counts: np.ndarray, t: int, mean: float) -> float:
@@ -87,11 +91,30 @@ def _stands_out(counts: np.ndarray, t: int, p: AutoParams) -> tuple[bool, bool, 
     return strong or weak, weak, mean_rest, sd
 
 
+def _purple_split(a: np.ndarray, material: np.ndarray, p: AutoParams):
+    """The split of the stained material by :func:`~._features.purple`, or None.
+
+    For red cells on the nucleus side of the blue-green feature: nuclei absorb green more
+    than red as well, bluish red cells do not. Taken when its classes stand out and its
+    upper class is a minority of the material (nuclei are; where it holds most of the
+    material, e.g. a hue shifted towards magenta red cells, the feature does not apply).
+    Returns ``(split, feat, purple)`` with ``split`` as :func:`_stands_out` makes it.
+    """
+    feat = purple(a)
+    counts = np.bincount(feat[material], minlength=256)
+    t = otsu_level(counts)
+    split = (counts, t, *_stands_out(counts, t, p))
+    if not split[2] or 2 * counts[t + 1 :].sum() >= counts.sum():
+        return None
+    return split, feat, purple
+
+
 def thresholds(a: np.ndarray, p: AutoParams) -> Thresholds:
     """Masks and global thresholds of an (already reduced, white-balanced) image.
 
     Nuclei: Otsu's threshold on :func:`~._features.blue_green` of the non-black pixels
-    (of the stained material only, when the first split holds the red cells), keeping the
+    (of the stained material only, when the first split holds the red cells, and then on
+    :func:`~._features.purple` where that works, see :func:`_purple_split`), keeping the
     pieces that reach the mean of the nucleus class. Cell material: darker in green than
     the bright background (Otsu on the non-black, non-nucleus pixels). An image without a
     bright background, or with a black surround and mostly nucleus inside, is a cut-out.
@@ -99,6 +122,7 @@ def thresholds(a: np.ndarray, p: AutoParams) -> Thresholds:
     g = a[..., 1]
     valid, t_g, has_background = bright_background(a, p.black_level)
     feat = blue_green(a)
+    feature = blue_green
     counts = np.bincount(feat[valid], minlength=256)
     t_nuc = otsu_level(counts)
     split = (counts, t_nuc, *_stands_out(counts, t_nuc, p))
@@ -115,6 +139,10 @@ def thresholds(a: np.ndarray, p: AutoParams) -> Thresholds:
             m_split = (m_counts, m_t, *_stands_out(m_counts, m_t, p))
             if m_split[2] or not (split[2] and not split[3]):
                 split = m_split
+            if red_cells_in:
+                found = _purple_split(a, material, p)
+                if found is not None:
+                    split, feat, feature = found
     counts, t_nuc, contrast_ok, weak, rest_mean, rest_std = split
     nuc = feat > t_nuc
     nuc &= valid
@@ -131,7 +159,7 @@ def thresholds(a: np.ndarray, p: AutoParams) -> Thresholds:
     if cutout:
         t_g = 255  # a cut-out cell on black: every non-black pixel is cell material
     return Thresholds(valid, feat, nuc, t_nuc, t_g, contrast_ok, weak, cutout,
-                      red_cells_in, rest_mean, rest_std)
+                      red_cells_in, rest_mean, rest_std, feature)
 
 
 def _mostly_nucleus_on_black(valid: np.ndarray, nuc: np.ndarray, fraction: float) -> bool:
