@@ -30,6 +30,7 @@ import json
 import os
 from pathlib import Path
 
+from allnet_core.datasets.listing import file_sha256
 from allnet_core.errors import ConfigError
 
 __all__ = ["IMAGE_COLUMNS", "ResultStore", "file_sha256", "store_path"]
@@ -37,21 +38,6 @@ __all__ = ["IMAGE_COLUMNS", "ResultStore", "file_sha256", "store_path"]
 #: Columns of the per-image records of a store.
 IMAGE_COLUMNS = ["source", "sha256", "subject", "mode", "cells", "ALL", "error"]
 _FORMAT = 2  # 2: cells carry the calls (model card), ALL counts confident in-scope cells
-_BLOCK = 1 << 20
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """sha256 of a file's bytes (hex); of a ``.zarr`` folder: of its files' names and bytes."""
-    h = hashlib.sha256()
-    path = Path(path)
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for f in files:
-        if path.is_dir():
-            h.update(f.relative_to(path).as_posix().encode() + b"\0")
-        with open(f, "rb") as fh:
-            while block := fh.read(_BLOCK):
-                h.update(block)
-    return h.hexdigest()
 
 
 def store_path(table: str | os.PathLike) -> Path:
