@@ -39,7 +39,19 @@ def pytest_configure(config):
         os.environ["KERAS_BACKEND"] = backend
 
 
+#: Fixtures that read ``ALLNET_DATA_DIR``; every test that uses one (directly or through
+#: another fixture) must carry the ``realdata`` marker, so that ``-m "not realdata"`` and
+#: ``-m realdata`` select what they say.
+REALDATA_FIXTURES = ("data_dir",)
+
+
 def pytest_collection_modifyitems(config, items):
+    unmarked = [item.nodeid for item in items
+                if set(REALDATA_FIXTURES) & set(getattr(item, "fixturenames", ()))
+                and item.get_closest_marker("realdata") is None]
+    if unmarked:
+        raise pytest.UsageError("tests that read ALLNET_DATA_DIR need @pytest.mark.realdata: "
+                                + ", ".join(unmarked))
     modules = {}
     for item in items:
         names = BACKEND_TESTS.get(item.path.name, ())
@@ -80,6 +92,11 @@ def cnmc_dir(data_dir) -> Path:
 @pytest.fixture(scope="session")
 def bccd_dir(data_dir) -> Path:
     return _part(data_dir, "bccd", "BCCD")
+
+
+@pytest.fixture(scope="session")
+def cnmc_prelim_dir(data_dir) -> Path:
+    return _part(data_dir, "cnmc_prelim", "C-NMC preliminary-test")
 
 
 # --------------------------------------------------------------------------- fault fixtures

@@ -218,6 +218,7 @@ def _zheng_scores(items, transform=None):
     return float(np.mean(cd)), float(np.mean(nd))
 
 
+@pytest.mark.realdata
 def test_held_out_bccd_part(held_out):
     recall, precision = _bccd_scores(held_out)
     print(f"held-out BCCD ({len(held_out)} fields): recall {recall:.3f} precision {precision:.3f}")
@@ -225,6 +226,7 @@ def test_held_out_bccd_part(held_out):
     assert precision >= 0.93  # 0.964 measured
 
 
+@pytest.mark.realdata
 @pytest.mark.parametrize("name", HARD)
 def test_perturbed_held_out_bccd(held_out, name):
     recall, precision = _bccd_scores(held_out, P.PERTURBATIONS[name])
@@ -233,6 +235,7 @@ def test_perturbed_held_out_bccd(held_out, name):
     assert precision >= 0.88
 
 
+@pytest.mark.realdata
 @pytest.mark.parametrize("name", HARD)
 def test_perturbed_zheng(zheng_third, name):
     cell, nucleus = _zheng_scores(zheng_third, P.PERTURBATIONS[name])
@@ -241,6 +244,7 @@ def test_perturbed_zheng(zheng_third, name):
     assert nucleus >= 0.88
 
 
+@pytest.mark.realdata
 @pytest.mark.parametrize("scale", [0.5, 2.0])
 def test_rescaled_held_out_bccd(held_out, scale):
     recall, precision = _bccd_scores(held_out[::2], scale=scale)
@@ -249,7 +253,8 @@ def test_rescaled_held_out_bccd(held_out, scale):
     assert precision >= 0.88
 
 
-def test_wbc_free_crops_of_real_fields_stay_mostly_empty(data_dir):
+@pytest.mark.realdata
+def test_wbc_free_crops_of_real_fields_stay_mostly_empty(bccd_dir, data_dir):
     crops = []
     for f in B.bccd_fields(data_dir)[1::6]:
         rgb = B.load_rgb(f.image)
