@@ -284,7 +284,12 @@ def test_synthetic_smears_find_most_wbcs_without_false_ones():
         t, f, n = B.match_objects(labels, boxes)
         tp, fp, fn = tp + t, fp + f, fn + n
     print(f"synthetic smears: tp {tp} fp {fp} fn {fn}")
+    # No margin on purpose: besides the 16 white cells these fields hold only red cells and
+    # loose platelets, far from a white cell in colour and size by construction, so one
+    # false cell means a rule that labels red cells or platelets, which is what this guards.
     assert fp == 0
+    # 14 of 16 found today (the touching pair and the border cell are the hard ones); the
+    # floor allows 2 more misses
     assert tp >= 0.75 * (tp + fn)
 
 
@@ -516,6 +521,11 @@ def test_bccd_wbc_detection(bccd_dir, data_dir):
         tp, fp, fn = tp + t, fp + f, fn + n
     recall, precision = tp / (tp + fn), tp / (tp + fp)
     print(f"BCCD ({len(fields)} fields): recall {recall:.3f} precision {precision:.3f}")
+    # Development data: most of these fields were looked at while the defaults were tuned,
+    # so this guards against regressions, not for generalisation (that is
+    # test_segmentation_robustness.py: the held-out part, perturbed and rescaled copies).
+    # Measured 0.990 / 0.971 on about 100 boxes; the floors allow 2 more missed boxes and
+    # about 4 more false objects.
     assert recall >= 0.97
     assert precision >= 0.93
 
@@ -541,6 +551,8 @@ def test_zheng_dice(data_dir):
         nuc_d.append(B.dice(nuclei > 0, nuc_gt))
     print(f"Zheng set 1 ({len(cells)} cells): cell Dice {np.mean(cell_d):.3f} "
           f"nucleus Dice {np.mean(nuc_d):.3f}")
+    # Development data. Measured 0.964 / 0.953 (mean over 150 cells; one cell missed
+    # outright costs 0.007): the floors allow a drop of about 2.5 points, or 3 cells lost.
     assert np.mean(cell_d) >= 0.94
     assert np.mean(nuc_d) >= 0.93
 
