@@ -18,7 +18,8 @@ import pytest
 BACKEND_TESTS = {
     "test_training.py": ("test_run_folder_is_complete", "test_holdout_predictions_match_metrics",
                          "test_progress_events", "test_evaluate_run_on_holdout",
-                         "test_cancel_then_resume", "test_mixed_precision_run"),
+                         "test_cancel_then_resume", "test_mixed_precision_run",
+                         "test_resumed_fold_matches_an_uninterrupted_one"),
     "test_feed.py": ("test_keras_fit_sees_every_sample_once_per_epoch",),
     "test_inference.py": ("test_classifies_synthetic_cells_better_than_chance",
                           "test_batches_and_padding_do_not_change_results",
