@@ -83,10 +83,11 @@ def test_classifies_synthetic_cells_better_than_chance(trained):
     assert np.all((p >= 0) & (p <= 1))
     accuracy = np.mean((p >= 0.5) == (labels == "ALL"))
     print(f"accuracy on 96 new synthetic cells: {accuracy:.3f}")
-    # Measured 0.81 (TensorFlow, CPU). The floor sits 11 cells under it, so another
-    # backend's or machine's rounding cannot flip it, and still far above chance: a model
-    # that learned nothing reaches 0.7 on 96 cells with probability 3e-5 (binomial).
-    assert accuracy >= 0.7
+    # Measured 0.81 on TensorFlow and 0.73 on JAX (another initialisation: the backends
+    # draw other random numbers from the same seed), both on CPU. The floor sits 8 cells
+    # under the lower, and still far above chance: a model that learned nothing reaches
+    # 0.65 on 96 cells with probability 1.4e-3 (binomial).
+    assert accuracy >= 0.65
 
 
 def test_batches_and_padding_do_not_change_results(trained, test_cells):
