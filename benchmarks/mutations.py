@@ -19,7 +19,7 @@ Usage::
     python benchmarks/mutations.py --only tta-four-rotations-twice resume-feed-epoch-zero
 
 It is a benchmark-style script, run by hand and quoted in closing notes, not part of the
-CI time budget (about 10 to 15 minutes on 2 CPU cores). Exit status 0 when every mutation
+CI time budget (about 5 minutes on 2 CPU cores). Exit status 0 when every mutation
 was caught, 1 otherwise, 2 when a snippet no longer matches.
 
 To add a mutation, append a :class:`Mutation` to :data:`MUTATIONS` (or to the section of
