@@ -7,7 +7,9 @@ cells (BMP, like C-NMC), a plan of ``--rows`` augmented samples of them, and mea
 one thread (images/s per core: per second of the thread's CPU time):
 
 * **on the fly** (``feed="stream"``): every batch of 16 read from the files, augmented by
-  its plan row, resized and cast to float32 (:class:`allnet_core.feed.FeedCore`);
+  its plan row, resized and cast to float32 (:class:`allnet_core.feed.FeedCore`); the
+  files' pages are dropped from the page cache first, so the first reads come from the
+  disk (64 files, each read several times, so most reads hit the page cache again);
 * **building the cache**: the same work once, written as ``uint8`` to disk
   (:func:`allnet_core.feed.build_cache`; with ``--workers`` processes too);
 * **cached** (``feed="cached"``): every batch of 16 read from the cache in the epoch's
@@ -16,6 +18,10 @@ one thread (images/s per core: per second of the thread's CPU time):
   page cache (``posix_fadvise(POSIX_FADV_DONTNEED)`` on the fsync-ed file), so reads come
   from the disk; *warm*: a second pass, from the page cache (the usual case in training:
   a fold's cache of 7.3 GB fits the RAM of a GPU machine);
+* whether a drop worked is checked, not assumed: after each drop the script counts the
+  file's pages still resident (``mincore``) and prints that fraction; where the drop
+  fails (no ``posix_fadvise``, a tmpfs, dirty pages) the "cold" figures are page-cache
+  reads and the report says so;
 * **memory copy**: copying a batch's bytes from one array in RAM to another (``np.copyto``),
   the ceiling of any feed that delivers those bytes.
 
@@ -27,7 +33,10 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import json
+import mmap
 import os
 import sys
 import tempfile
@@ -55,12 +64,14 @@ def write_cells(folder: Path, n: int = 64) -> tuple[list[str], list[str]]:
     return paths, labels
 
 
-def rate(get, batches: int) -> tuple[float, float]:
+def rate(get, batches: int, drop=None) -> tuple[float, float]:
     """Images per second of ``get(i)`` over batches ``0 .. batches - 1`` on this thread:
     per second of this thread's CPU time (per core: what other processes on a shared
     machine take does not count) and per second of wall-clock time (waits for the disk
-    count)."""
-    get(0)  # warm imports and caches of the code, not of the data
+    count). ``drop()``, when given, runs after the warm-up call, just before timing."""
+    get(0)  # warm imports and caches of the code (drop() then evicts the data again)
+    if drop is not None:
+        drop()
     t0, c0 = time.perf_counter(), time.thread_time()
     n = sum(len(get(i)[0]) for i in range(batches))
     return n / (time.thread_time() - c0), n / (time.perf_counter() - t0)
@@ -77,6 +88,45 @@ def drop_page_cache(path: Path) -> bool:
     finally:
         os.close(fd)
     return True
+
+
+def resident_fraction(path: Path) -> float | None:
+    """Fraction of ``path``'s pages in the page cache (``mincore``); None where unknown."""
+    size = path.stat().st_size
+    libc_name = ctypes.util.find_library("c")
+    if not size or not libc_name:
+        return None
+    libc = ctypes.CDLL(libc_name, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_long]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    pages = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+    vec = (ctypes.c_ubyte * pages)()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        if addr in (None, ctypes.c_void_p(-1).value):
+            return None
+        try:
+            if libc.mincore(addr, size, vec) != 0:
+                return None
+        finally:
+            libc.munmap(addr, size)
+    finally:
+        os.close(fd)
+    return sum(v & 1 for v in vec) / pages
+
+
+def drop_files(paths) -> float | None:
+    """Drop every file's pages; the largest resident fraction left (None if unknown)."""
+    fractions = []
+    for path in paths:
+        if not drop_page_cache(Path(path)):
+            return None
+        fractions.append(resident_fraction(Path(path)))
+    return None if None in fractions else max(fractions)
 
 
 def memory_copy_rate(repeats: int = 200) -> tuple[float, float]:
@@ -99,7 +149,12 @@ def measure(folder: Path, rows: int, workers: int) -> dict:
     row_paths = [paths[i] for i in plan["index"]]
     row_labels = [labels[i] for i in plan["index"]]
     stream = FeedCore(paths, labels, plan=plan, batch_size=BATCH, input_size=SIZE, seed=0)
-    out = {"rows": len(plan), "stream": rate(stream.__getitem__, min(len(stream), 12))}
+    out = {"rows": len(plan)}
+
+    def drop_sources():
+        out["resident_sources"] = drop_files(paths)
+
+    out["stream"] = rate(stream.__getitem__, min(len(stream), 12), drop=drop_sources)
 
     t0, c0 = time.perf_counter(), time.thread_time()
     cache = build_cache(folder / "one.npy", row_paths, plan["params"].tolist(), SIZE)
@@ -115,8 +170,11 @@ def measure(folder: Path, rows: int, workers: int) -> dict:
     for flips in (False, True):
         feed = CachedFeedCore(cache.path, row_labels, batch_size=BATCH, seed=1, flips=flips)
         name = "cached_flips" if flips else "cached"
-        out["page_cache_dropped"] = drop_page_cache(cache.path)
-        out[f"{name}_cold"] = rate(feed.__getitem__, len(feed))
+
+        def drop_cache(name=name):
+            out[f"resident_{name}"] = drop_files([cache.path])
+
+        out[f"{name}_cold"] = rate(feed.__getitem__, len(feed), drop=drop_cache)
         out[f"{name}_warm"] = rate(feed.__getitem__, len(feed))
         feed.close()
     out["memory_copy"] = memory_copy_rate()
@@ -125,13 +183,21 @@ def measure(folder: Path, rows: int, workers: int) -> dict:
 
 def report(r: dict, target: float, workers: int) -> bool:
     print(f"CPU cores here: {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}; "
-          f"{r['rows']} cached 450 px images ({r['rows'] * SIZE * SIZE * 3 / 2**20:.0f} MiB); "
-          f"page cache dropped before cold reads: {r['page_cache_dropped']}")
+          f"{r['rows']} cached 450 px images ({r['rows'] * SIZE * SIZE * 3 / 2**20:.0f} MiB)")
+    for what, key in (("source files (on the fly)", "resident_sources"),
+                      ("cache (cold passes)", "resident_cached"),
+                      ("cache (cold passes with flips)", "resident_cached_flips")):
+        left = r.get(key)
+        verdict = ("unknown: cold figures may be page-cache reads" if left is None else
+                   "reads come from the disk" if left < 0.05 else
+                   "NOT dropped: cold figures are page-cache reads")
+        shown = "?" if left is None else f"{100 * left:.0f} %"
+        print(f"page cache after the drop, {what}: {shown} of the pages resident ({verdict})")
     print("images/s per core = per second of the thread's CPU time; wall = per second of "
           "wall-clock time (includes waiting for the disk and for other processes)")
     print(f"{'one thread':<46} {'per core':>9} {'wall':>7} {'x memcpy':>9} "
           f"{'cores for ' + str(int(target)) + '/s':>16}")
-    rows = [("on the fly (read, augment, resize, float32)", "stream"),
+    rows = [("on the fly (read from disk, augment, resize)", "stream"),
             ("building the cache (once per fold)", "build_1_process"),
             ("cached, cold (from disk)", "cached_cold"),
             ("cached, warm (from the page cache)", "cached_warm"),

@@ -18,7 +18,8 @@ import pytest
 BACKEND_TESTS = {
     "test_training.py": ("test_run_folder_is_complete", "test_holdout_predictions_match_metrics",
                          "test_progress_events", "test_evaluate_run_on_holdout",
-                         "test_cancel_then_resume", "test_mixed_precision_run"),
+                         "test_cancel_then_resume", "test_mixed_precision_run",
+                         "test_resumed_fold_matches_an_uninterrupted_one"),
     "test_feed.py": ("test_keras_fit_sees_every_sample_once_per_epoch",),
     "test_inference.py": ("test_classifies_synthetic_cells_better_than_chance",
                           "test_batches_and_padding_do_not_change_results",
@@ -39,7 +40,19 @@ def pytest_configure(config):
         os.environ["KERAS_BACKEND"] = backend
 
 
+#: Fixtures that read ``ALLNET_DATA_DIR``; every test that uses one (directly or through
+#: another fixture) must carry the ``realdata`` marker, so that ``-m "not realdata"`` and
+#: ``-m realdata`` select what they say.
+REALDATA_FIXTURES = ("data_dir",)
+
+
 def pytest_collection_modifyitems(config, items):
+    unmarked = [item.nodeid for item in items
+                if set(REALDATA_FIXTURES) & set(getattr(item, "fixturenames", ()))
+                and item.get_closest_marker("realdata") is None]
+    if unmarked:
+        raise pytest.UsageError("tests that read ALLNET_DATA_DIR need @pytest.mark.realdata: "
+                                + ", ".join(unmarked))
     modules = {}
     for item in items:
         names = BACKEND_TESTS.get(item.path.name, ())
@@ -80,6 +93,11 @@ def cnmc_dir(data_dir) -> Path:
 @pytest.fixture(scope="session")
 def bccd_dir(data_dir) -> Path:
     return _part(data_dir, "bccd", "BCCD")
+
+
+@pytest.fixture(scope="session")
+def cnmc_prelim_dir(data_dir) -> Path:
+    return _part(data_dir, "cnmc_prelim", "C-NMC preliminary-test")
 
 
 # --------------------------------------------------------------------------- fault fixtures

@@ -77,6 +77,7 @@ def test_data_synth_bad_value(tmp_path, capsys):
     assert "subjects" in capsys.readouterr().err
 
 
+@pytest.mark.realdata
 def test_data_check_against_listing(cnmc_dir, capsys):
     fold1 = cnmc_dir / "C-NMC_Leukemia" / "training_data" / "fold_1"
     rc = main(["data", "check", str(fold1), "--against-listing",

@@ -24,6 +24,7 @@ def _img(seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (8, 8, 3), dtype=np.uint8)
 
 
+@pytest.mark.realdata
 def test_real_cnmc_every_cell(cnmc_dir):
     files = sorted(cnmc_dir.rglob("*.bmp"))
     table = discover(cnmc_dir)
@@ -132,11 +133,12 @@ def test_cnmc_name_against_folder(tmp_path):
     assert any("file name says ALL" in p.message for p in report.errors)
 
 
-def test_prelim_folder_with_labels(tmp_path, data_dir):
+@pytest.mark.realdata
+def test_prelim_folder_with_labels(tmp_path, cnmc_prelim_dir):
     folder = tmp_path / "C-NMC_test_prelim_phase_data"
     folder.mkdir()
     for name in ("1105.bmp", "1843.bmp"):
-        shutil.copy(data_dir / "cnmc_prelim" / name, folder / name)
+        shutil.copy(cnmc_prelim_dir / name, folder / name)
     no_labels = scan(tmp_path)
     assert len(no_labels.table) == 0
     assert sum("no label" in p.message for p in no_labels.warnings) == 2
@@ -149,6 +151,7 @@ def test_prelim_folder_with_labels(tmp_path, data_dir):
     assert set(table["source"]) == {"cnmc_prelim"}
 
 
+@pytest.mark.realdata
 def test_listing_comparison(cnmc_dir, tmp_path):
     listing = cnmc_dir / "kaggle_listing.tsv"
     fold0 = cnmc_dir / "C-NMC_Leukemia" / "training_data" / "fold_0"

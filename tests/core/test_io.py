@@ -171,9 +171,10 @@ def test_truncated(tmp_path, suffix):
     _assert_error(cut)
 
 
-def test_real_cnmc_bmp_header_variants(data_dir):
-    train = sorted((data_dir / "cnmc").rglob("*.bmp"))[0]
-    prelim = data_dir / "cnmc_prelim" / "1105.bmp"
+@pytest.mark.realdata
+def test_real_cnmc_bmp_header_variants(cnmc_dir, cnmc_prelim_dir):
+    train = sorted(cnmc_dir.rglob("*.bmp"))[0]
+    prelim = cnmc_prelim_dir / "1105.bmp"
     assert train.stat().st_size == 608_454
     assert prelim.stat().st_size == 608_538
     for path in (train, prelim):
@@ -183,6 +184,7 @@ def test_real_cnmc_bmp_header_variants(data_dir):
         assert 0.5 < black < 0.98, f"{path.name}: black fraction {black:.2f}"
 
 
+@pytest.mark.realdata
 def test_real_bccd_jpeg(bccd_dir):
     img = read_rgb(bccd_dir / "JPEGImages" / "BloodImage_00000.jpg")
     assert img.shape == (480, 640, 3)

@@ -1,4 +1,5 @@
-"""Metrics with ALL as the positive class, cross-checked against scikit-learn."""
+"""Metrics with ALL as the positive class, checked against their definitions and cases
+worked out by hand (the product computes some of them with scikit-learn)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn import metrics as skm
 
 from allnet_core.errors import ConfigError, DatasetError
 from allnet_core.metrics import (
@@ -29,25 +29,84 @@ def _random_case(seed, n=200):
     return y, p
 
 
+def _reference(y, p, threshold):
+    """Confusion counts, MCC and ROC AUC from their definitions (no scikit-learn, which the
+    product uses): AUC as the fraction of (ALL, HEM) pairs ranked right, ties half."""
+    y, p = np.asarray(y), np.asarray(p, dtype=float)
+    called = p >= threshold
+    tp, fn = int(np.sum(called & (y == 1))), int(np.sum(~called & (y == 1)))
+    fp, tn = int(np.sum(called & (y == 0))), int(np.sum(~called & (y == 0)))
+    den = math.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    mcc = (tp * tn - fp * fn) / den if den else 0.0
+    pos, neg = p[y == 1][:, None], p[y == 0][None, :]
+    auc = float(np.mean((pos > neg) + 0.5 * (pos == neg)))
+    return tn, fp, fn, tp, mcc, auc
+
+
 @pytest.mark.parametrize("seed", range(5))
 @pytest.mark.parametrize("threshold", [0.3, 0.5, 0.7])
-def test_matches_sklearn(seed, threshold):
+def test_matches_the_definitions(seed, threshold):
     y, p = _random_case(seed)
+    p = np.round(p, 1)  # ties, and probabilities exactly on the threshold
+    assert np.any(p == threshold)
     labels = np.where(y == 1, "ALL", "HEM")
     m = binary_metrics(labels, p, threshold=threshold)
-    pred = (p >= threshold).astype(int)
-    tn, fp, fn, tp = skm.confusion_matrix(y, pred, labels=[0, 1]).ravel()
+    tn, fp, fn, tp, mcc, auc = _reference(y, p, threshold)
     assert (m["tn"], m["fp"], m["fn"], m["tp"]) == (tn, fp, fn, tp)
     assert m["n"] == len(y)
-    assert m["accuracy"] == pytest.approx(skm.accuracy_score(y, pred))
-    assert m["recall"] == pytest.approx(skm.recall_score(y, pred, pos_label=1))
-    assert m["specificity"] == pytest.approx(skm.recall_score(y, pred, pos_label=0))
-    assert m["precision"] == pytest.approx(skm.precision_score(y, pred, pos_label=1))
-    assert m["f1"] == pytest.approx(skm.f1_score(y, pred, pos_label=1))
-    assert m["mcc"] == pytest.approx(skm.matthews_corrcoef(y, pred))
-    assert m["roc_auc"] == pytest.approx(skm.roc_auc_score(y, p))
+    assert m["accuracy"] == pytest.approx((tp + tn) / len(y))
+    assert m["recall"] == pytest.approx(tp / (tp + fn))
+    assert m["specificity"] == pytest.approx(tn / (tn + fp))
+    assert m["precision"] == pytest.approx(tp / (tp + fp))
+    assert m["f1"] == pytest.approx(2 * tp / (2 * tp + fp + fn))
+    assert m["mcc"] == pytest.approx(mcc)
+    assert m["roc_auc"] == pytest.approx(auc)
     for name in METRIC_NAMES:
         assert -1.0 <= m[name] <= 1.0
+
+
+def test_small_cases_by_hand():
+    # truth ALL ALL ALL HEM HEM, P(ALL) .9 .8 .2 .6 .1: TP 2, FN 1, FP 1, TN 1;
+    # MCC = (2*1 - 1*1) / sqrt(3*3*2*2) = 1/6; AUC: 5 of the 6 (ALL, HEM) pairs ranked right
+    m = binary_metrics(["ALL", "ALL", "ALL", "HEM", "HEM"], [0.9, 0.8, 0.2, 0.6, 0.1])
+    assert (m["tp"], m["fn"], m["fp"], m["tn"]) == (2, 1, 1, 1)
+    assert m["mcc"] == pytest.approx(1 / 6)
+    assert m["roc_auc"] == pytest.approx(5 / 6)
+    # a tie between an ALL and a HEM cell counts half: pairs (.7,.4) (.7,.1) (.4,.4) (.4,.1)
+    m = binary_metrics([1, 1, 0, 0], [0.7, 0.4, 0.4, 0.1])
+    assert m["roc_auc"] == pytest.approx(3.5 / 4)
+    # all ranked wrong: AUC 0, MCC -1 (every call wrong)
+    m = binary_metrics([1, 1, 0, 0], [0.2, 0.1, 0.9, 0.8])
+    assert m["roc_auc"] == 0.0 and m["mcc"] == pytest.approx(-1.0)
+    assert (m["tp"], m["fn"], m["fp"], m["tn"]) == (0, 2, 2, 0)
+    # perfect: MCC 1, AUC 1, with probabilities at the ends of [0, 1]
+    m = binary_metrics([1, 0, 1, 0], [1.0, 0.0, 1.0, 0.0])
+    assert m["mcc"] == pytest.approx(1.0) and m["roc_auc"] == 1.0
+    # TP 3 FN 1 FP 2 TN 4: MCC = (12 - 2) / sqrt(5 * 4 * 6 * 5) = 10 / sqrt(600)
+    m = binary_metrics([1, 1, 1, 1, 0, 0, 0, 0, 0, 0],
+                       [0.9, 0.8, 0.7, 0.1, 0.6, 0.55, 0.4, 0.3, 0.2, 0.1])
+    assert (m["tp"], m["fn"], m["fp"], m["tn"]) == (3, 1, 2, 4)
+    assert m["mcc"] == pytest.approx(10 / math.sqrt(600))
+    # AUC: the ALL at .1 beats no HEM and ties one (.1): 0.5; the others beat all 6: 18
+    assert m["roc_auc"] == pytest.approx(18.5 / 24)
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.25, 0.5, 0.75, 1.0])
+def test_a_probability_on_the_threshold_is_called_all(threshold):
+    """``p_all >= threshold`` is ALL, in the metrics, the prediction table and the
+    per-subject summary alike (values exactly representable in binary)."""
+    m = binary_metrics(["ALL", "HEM"], [threshold, threshold], threshold=threshold)
+    assert (m["tp"], m["fn"], m["fp"], m["tn"]) == (1, 0, 1, 0)
+    table = pd.DataFrame({"path": ["a.bmp", "b.bmp"], "subject": ["1", "h1"],
+                          "label": ["ALL", "HEM"]})
+    pred = prediction_table(table, [threshold, threshold], threshold=threshold)
+    assert list(pred["class"]) == ["ALL", "ALL"]
+    summary = per_subject_summary(pred, threshold=threshold)
+    assert list(summary["fraction_all"]) == [1.0, 1.0]
+    if threshold > 0:  # just below the threshold is HEM
+        below = np.nextafter(threshold, 0.0)
+        m = binary_metrics(["ALL", "HEM"], [below, below], threshold=threshold)
+        assert (m["tp"], m["fn"], m["fp"], m["tn"]) == (0, 1, 0, 1)
 
 
 def test_label_forms_agree():
@@ -81,7 +140,7 @@ def test_single_class_is_nan_safe():
     none_called = binary_metrics(["ALL", "HEM"], [0.1, 0.2])
     assert math.isnan(none_called["precision"])
     assert none_called["f1"] == 0.0
-    assert none_called["mcc"] == pytest.approx(skm.matthews_corrcoef([1, 0], [0, 0]))
+    assert none_called["mcc"] == 0.0  # scikit-learn's convention for a degenerate matrix
     empty = binary_metrics([], [])
     assert empty["n"] == 0 and math.isnan(empty["accuracy"])
 

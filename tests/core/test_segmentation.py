@@ -235,6 +235,23 @@ def test_touching_wbcs_are_split_and_border_cells_kept():
     assert (border == 0).all()
 
 
+def test_touching_cells_cut_out_on_black_are_split_between_their_nuclei():
+    """Two touching cells cut out on black (the C-NMC look) are one connected object; the
+    distance-transform split cuts it between the two nuclei (without it: one cell)."""
+    shape, centres = (300, 400), ((150, 150), (150, 250))
+    img = np.zeros((*shape, 3), np.float32)
+    for c in centres:
+        img[_disc(shape, c, 60)] = (200, 185, 212)
+    for c in centres:
+        img[_disc(shape, c, 30)] = (120, 80, 200)
+    inside = img.sum(-1) > 0
+    img[inside] += np.random.default_rng(0).normal(0, 3, (int(inside.sum()), 3))
+    labels = label_cells(np.clip(np.rint(img), 0, 255).astype(np.uint8))
+    assert labels.max() == 2
+    a, b = (labels[c] for c in centres)
+    assert a > 0 and b > 0 and a != b
+
+
 def test_black_background_does_not_skew_thresholds():
     img, (cell,) = _toy_smear()
     padded = np.zeros((img.shape[0] + 400, img.shape[1] + 300, 3), np.uint8)
@@ -267,14 +284,21 @@ def test_synthetic_smears_find_most_wbcs_without_false_ones():
         t, f, n = B.match_objects(labels, boxes)
         tp, fp, fn = tp + t, fp + f, fn + n
     print(f"synthetic smears: tp {tp} fp {fp} fn {fn}")
+    # No margin on purpose: besides the 16 white cells these fields hold only red cells and
+    # loose platelets, far from a white cell in colour and size by construction, so one
+    # false cell means a rule that labels red cells or platelets, which is what this guards.
     assert fp == 0
+    # 14 of 16 found today (the touching pair and the border cell are the hard ones); the
+    # floor allows 2 more misses
     assert tp >= 0.75 * (tp + fn)
 
 
 def test_otsu_and_paper_methods_label_components():
-    img, _ = _toy_smear()
+    img, cells = _toy_smear(wbcs=((70, 100), (170, 230)))
     lab = label_cells(img, method="otsu", min_area=300)
-    assert lab.dtype == np.int32 and lab.max() >= 1
+    assert lab.dtype == np.int32 and lab.max() == 2  # platelets fall under min_area
+    ids = [np.bincount(lab[cell], minlength=3)[1:].argmax() + 1 for cell in cells]
+    assert sorted(ids) == [1, 2]  # one label per white cell, numbered 1..N
     assert label_cells(img, method="paper").dtype == np.int32
 
 
@@ -487,6 +511,7 @@ def test_cli_segment_bad_input(tmp_path, capsys):
 # ----------------------------------------------------------------------------- real data
 
 
+@pytest.mark.realdata
 def test_bccd_wbc_detection(bccd_dir, data_dir):
     fields = B.bccd_fields(data_dir)[::3]  # deterministic third; the benchmark scores all
     tp = fp = fn = 0
@@ -496,10 +521,16 @@ def test_bccd_wbc_detection(bccd_dir, data_dir):
         tp, fp, fn = tp + t, fp + f, fn + n
     recall, precision = tp / (tp + fn), tp / (tp + fp)
     print(f"BCCD ({len(fields)} fields): recall {recall:.3f} precision {precision:.3f}")
+    # Development data: most of these fields were looked at while the defaults were tuned,
+    # so this guards against regressions, not for generalisation (that is
+    # test_segmentation_robustness.py: the held-out part, perturbed and rescaled copies).
+    # Measured 0.990 / 0.971 on about 100 boxes; the floors allow 2 more missed boxes and
+    # about 4 more false objects.
     assert recall >= 0.97
     assert precision >= 0.93
 
 
+@pytest.mark.realdata
 def test_bccd_paper_rule_selects_almost_nothing(bccd_dir, data_dir):
     fields = B.bccd_fields(data_dir)[::40]
     frac = [segment_paper(B.load_rgb(f.image))[0].mean() for f in fields]
@@ -507,6 +538,7 @@ def test_bccd_paper_rule_selects_almost_nothing(bccd_dir, data_dir):
     assert max(frac) < 0.001
 
 
+@pytest.mark.realdata
 def test_zheng_dice(data_dir):
     cells = B.zheng_cells(data_dir, 1)[::2]
     if not cells:
@@ -519,10 +551,13 @@ def test_zheng_dice(data_dir):
         nuc_d.append(B.dice(nuclei > 0, nuc_gt))
     print(f"Zheng set 1 ({len(cells)} cells): cell Dice {np.mean(cell_d):.3f} "
           f"nucleus Dice {np.mean(nuc_d):.3f}")
+    # Development data. Measured 0.964 / 0.953 (mean over 150 cells; one cell missed
+    # outright costs 0.007): the floors allow a drop of about 2.5 points, or 3 cells lost.
     assert np.mean(cell_d) >= 0.94
     assert np.mean(nuc_d) >= 0.93
 
 
+@pytest.mark.realdata
 def test_real_cnmc_cells_are_one_cell_each(cnmc_dir):
     paths = sorted(cnmc_dir.rglob("*.bmp"))[:12]
     if not paths:

@@ -225,6 +225,7 @@ def _zheng_scores(items, transform=None):
     return float(np.mean(cd)), float(np.mean(nd))
 
 
+@pytest.mark.realdata
 def test_held_out_bccd_part(held_out):
     recall, precision = _bccd_scores(held_out)
     print(f"held-out BCCD ({len(held_out)} fields): recall {recall:.3f} precision {precision:.3f}")
@@ -232,31 +233,42 @@ def test_held_out_bccd_part(held_out):
     assert precision >= 0.93  # 0.964 measured
 
 
+@pytest.mark.realdata
 @pytest.mark.parametrize("name", HARD)
 def test_perturbed_held_out_bccd(held_out, name):
     recall, precision = _bccd_scores(held_out, P.PERTURBATIONS[name])
     print(f"{name}: held-out BCCD recall {recall:.3f} precision {precision:.3f}")
-    assert recall >= 0.95
+    # Held-out fields (81 boxes: one box is 0.012 of recall). Measured: recall 0.975-1.000
+    # and precision 0.941-0.975, except recall 0.951 under the bluish stain, the documented
+    # weak spot (docs/segmentation.md), whose floor allows 2 more misses instead of 4.
+    assert recall >= (0.925 if name == "bluish red cells" else 0.95)
     assert precision >= 0.88
 
 
+@pytest.mark.realdata
 @pytest.mark.parametrize("name", HARD)
 def test_perturbed_zheng(zheng_third, name):
     cell, nucleus = _zheng_scores(zheng_third, P.PERTURBATIONS[name])
     print(f"{name}: Zheng ({len(zheng_third)} cells) cell Dice {cell:.3f} nucleus {nucleus:.3f}")
+    # Measured: cell 0.902 (hue +25) to 0.954, nucleus 0.917 to 0.946 over 100 cells (one
+    # cell lost outright costs 0.01): at least 2 points, or 2 lost cells, of margin.
     assert cell >= 0.88
     assert nucleus >= 0.88
 
 
+@pytest.mark.realdata
 @pytest.mark.parametrize("scale", [0.5, 2.0])
 def test_rescaled_held_out_bccd(held_out, scale):
     recall, precision = _bccd_scores(held_out[::2], scale=scale)
     print(f"scale {scale}: held-out BCCD recall {recall:.3f} precision {precision:.3f}")
+    # Measured 0.976 / 1.000 at both scales on 41 boxes (one box is 0.024): 1 more miss and
+    # about 5 false objects allowed.
     assert recall >= 0.95
     assert precision >= 0.88
 
 
-def test_wbc_free_crops_of_real_fields_stay_mostly_empty(data_dir):
+@pytest.mark.realdata
+def test_wbc_free_crops_of_real_fields_stay_mostly_empty(bccd_dir, data_dir):
     crops = []
     for f in B.bccd_fields(data_dir)[1::6]:
         rgb = B.load_rgb(f.image)

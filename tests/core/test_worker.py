@@ -115,6 +115,7 @@ def test_device_info(worker):
     assert info["device_used"] in ("CPU", "GPU") and info["devices"]
 
 
+@pytest.mark.realdata
 def test_classify_writes_result_files(worker, tmp_path, bccd_dir):
     import tifffile
 

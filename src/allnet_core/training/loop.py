@@ -284,6 +284,14 @@ def cross_validate(
                              started)
 
 
+def _best_fold(fold_metrics: list[dict[str, Any]]) -> int:
+    """1-based number of the fold with the highest validation F1 (the first of equals);
+    a fold whose F1 is undefined ranks below any defined one."""
+    keys = [_selection_key({"val_f1": as_float(m["f1"]), "val_loss": as_float(m["loss"])})
+            for m in fold_metrics]
+    return int(np.argmax([k[0] for k in keys])) + 1
+
+
 def _run_protocol(run_dir: Path, config: TrainConfig, table: pd.DataFrame,
                   splits: pd.DataFrame, progress: ProgressCallback | None,
                   cancel: CancelLike | None, resume: bool, started: float) -> TrainResult:
@@ -299,9 +307,7 @@ def _run_protocol(run_dir: Path, config: TrainConfig, table: pd.DataFrame,
     for fold in range(1, config.folds + 1):
         check_cancel(cancel, "training")
         fold_metrics.append(_train_fold(run, splits, fold))
-    keys = [_selection_key({"val_f1": as_float(m["f1"]), "val_loss": as_float(m["loss"])})
-            for m in fold_metrics]
-    best_fold = int(np.argmax([k[0] for k in keys])) + 1  # first fold with the best F1
+    best_fold = _best_fold(fold_metrics)
     holdout = _score_holdout(run, splits, best_fold)
     from allnet_core.training.trust import write_trust  # calibration, scope, model card
 
