@@ -241,12 +241,39 @@ WORKER = [
              (T + "test_bad_inputs.py", "-k", "invalid_utf8")),
 ]
 
-# ----------------------------------------------------------------------- issue 11 (other branch)
-# Calibration and the out-of-scope flags arrive with issue 11. Once merged, append here,
-# e.g. the calibration map skipped by the one predictor, the temperature inverted, the
-# out-of-scope distance compared with ">" instead of ">=", a card's headline read from the
-# validation instead of the hold-out metrics.
-CALIBRATION: list[Mutation] = []
+# ----------------------------------------------------------------------- issue 11: trust
+TRUST_TESTS = T + "test_trust.py"
+CALLS = "src/allnet_core/inference/calls.py"
+CALIBRATION = [
+    Mutation("calibration-not-applied", "the one predictor ignores the card's calibration",
+             "src/allnet_core/model/predict.py",
+             "return np.clip(self.calibration.apply(p_raw), 0.0, 1.0)",
+             "return np.clip(p_raw, 0.0, 1.0)",
+             (TRUST_TESTS, "-k", "overconfident")),
+    Mutation("temperature-inverted", "the logit is multiplied by the temperature",
+             "src/allnet_core/model/calibration.py",
+             "return _sigmoid(p_to_logit(p) / self.temperature)",
+             "return _sigmoid(p_to_logit(p) * self.temperature)",
+             (TRUST_TESTS, "-k", "temperature_scaling or overconfident")),
+    Mutation("uncertain-band-closed", "P(ALL) on the band's edges is called uncertain", CALLS,
+             "calls[(p > low) & (p < high)] = UNCERTAIN",
+             "calls[(p >= low) & (p <= high)] = UNCERTAIN",
+             (TRUST_TESTS, "-k", "uncertain_band or call_rule")),
+    Mutation("out-of-scope-never-called", "the out-of-scope score never makes a call", CALLS,
+             "calls[np.nan_to_num(score, nan=0.0) > 1.0] = OUT_OF_SCOPE",
+             "pass",
+             (TRUST_TESTS, "-k", "call_rule")),
+    Mutation("scope-scale-ignored", "distances are not scaled by the validation percentile",
+             "src/allnet_core/model/scope.py",
+             "scale = float(np.percentile(ref.distance(val), percentile))",
+             "scale = 1.0",
+             (TRUST_TESTS, "-k", "one_percent or own_validation")),
+    Mutation("all-fraction-counts-unsure", "the ALL fraction divides by every cell, uncertain "
+             "and out-of-scope ones too", CALLS,
+             "confident = n_pos + n_neg",
+             "confident = int(c.size)",
+             (TRUST_TESTS, "-k", "all_fraction")),
+]
 
 MUTATIONS: list[Mutation] = (SPLITS + FILES + MODEL + METRIC_MUTATIONS + TTA + FEED + TRAINING
                              + SEGMENTATION + WORKER + CALIBRATION)

@@ -416,6 +416,21 @@ def test_scope_flags_about_one_percent_in_distribution():
     np.testing.assert_allclose(back.score(odd), scope.score(odd), rtol=1e-5)
 
 
+def test_each_view_is_judged_against_its_own_validation_cells():
+    """A cell odd in the narrow appearance view (one value 6 standard deviations off) is
+    flagged although its raw Mahalanobis distance there (about 7) is below the typical
+    distance of in-scope cells in the 64-wide feature view (about 8): every view's distance
+    is divided by its own validation percentile before the two are compared."""
+    rng = np.random.default_rng(3)
+    scope = fit_scope(_rows(rng, 800, d=64), _rows(rng, 400, d=64))
+    odd = _rows(rng, 200, d=64)
+    odd[:, -APPEARANCE_DIMS] += 30.0
+    assert np.median(scope.views["appearance"].distance(odd[:, 64:])) < np.median(
+        scope.views["features"].distance(_rows(rng, 200, d=64)[:, :64]))
+    assert np.mean(scope.score(odd) > 1) > 0.9
+    assert np.mean(scope.score(_rows(rng, 2000, d=64)) > 1) < 0.03
+
+
 @pytest.fixture(scope="module")
 def scope_run(data_dir, tmp_path_factory):
     """A small run with enough validation cells (about 90) for a steady threshold."""
