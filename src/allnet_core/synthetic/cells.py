@@ -37,6 +37,8 @@ __all__ = ["FINE_CUES", "SubjectStyle", "make_subject_style", "synth_cell", "syn
 _COARSE_SHIFT = 1.0  # class separation of the coarse cues: Phi(1.0) ~ 0.84 alone
 _FINE_SHIFT = 1.45  # of the fine cues; both: Phi(hypot(1.0, 1.45)) = Phi(1.76) ~ 0.96
 
+_SHADE_FLOOR = 0.4  # darkest chromatin, relative to the nucleus colour
+
 #: The fine-scale class cues and their size (diameter, or depth of the notches) in pixels
 #: of a 450 px frame, where the cell is about 200 px wide. One pixel of a 128 px model input
 #: spans 3.5 of them, one of a 64 px input 7: the chromatin patterns keep about half of
@@ -157,8 +159,8 @@ def _chromatin(shape, traits: dict, px_scale: float, rng) -> np.ndarray:
     clumps = np.clip(_band(shape, FINE_CUES["chromatin clumps"] * px_scale, rng) - 1.0, 0, None)
     clumps -= ndi.gaussian_filter(clumps, FINE_CUES["chromatin clumps"] * px_scale)
     f = traits["grain"]
-    return (1.0 + traits["mottle_amp"] * mottle + 0.25 * f * np.tanh(grain)
-            - 0.8 * (1 - f) * clumps)
+    shade = 1.0 + traits["mottle_amp"] * mottle + 0.25 * f * np.tanh(grain) - 0.8 * (1 - f) * clumps
+    return np.maximum(shade, _SHADE_FLOOR)  # clumps are dark, never black
 
 
 def _render_cell(
