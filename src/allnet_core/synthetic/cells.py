@@ -110,6 +110,21 @@ def _cell_traits(label: str, rng: np.random.Generator) -> dict:
     }
 
 
+def _smear_traits(label: str, rng: np.random.Generator) -> dict:
+    """Morphology of a smear field's white cell: one latent blastness ``z`` from
+    ``N(+-1.75, 1)``, as all synthetic cells were drawn before the fine cues."""
+    z = rng.normal(1.75 if label == "ALL" else -1.75, 1.0)
+    u = float(np.clip((z + 3.5) / 7.0, 0.0, 1.0))  # HEM ~ 0.25, ALL ~ 0.75
+    return {
+        "radius": 0.165 + 0.11 * u + rng.normal(0, 0.008),  # fraction of the frame
+        "nc_ratio": 0.60 + 0.30 * u + rng.normal(0, 0.02),
+        "chromatin_sigma": 6.5 - 5.0 * u,  # px at 450: coarse (HEM) to fine (ALL)
+        "chromatin_amp": 0.42 - 0.26 * u,
+        "nucleoli": int(rng.poisson(3.0 * u**2)),
+        "elongation": 1.0 + abs(rng.normal(0, 0.08)),
+    }
+
+
 def _wobbly_disc(shape, center, radius, elong, angle, rng, harmonics=4, wobble=0.05,
                  notches=0.0):
     """Boolean mask of a perturbed ellipse and the normalised radial coordinate;
@@ -170,9 +185,13 @@ def _render_cell(
     radius_px: float,
     style: SubjectStyle,
     px_scale: float,
+    fine_cues: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Render one cell in a box; returns (rgb float32 0-255, cell mask, nucleus mask)."""
-    t = _cell_traits(label, rng)
+    """Render one cell in a box; returns (rgb float32 0-255, cell mask, nucleus mask).
+    Without ``fine_cues`` (smear fields) the cell is drawn as before the fine cues were
+    added (one latent score, :func:`_smear_traits`), so the smears that the segmentation
+    is measured on keep their look."""
+    t = _cell_traits(label, rng) if fine_cues else _smear_traits(label, rng)
     h, w = box_shape
     center = (h / 2 + rng.normal(0, 0.02 * h), w / 2 + rng.normal(0, 0.02 * w))
     angle = rng.uniform(0, np.pi)
@@ -184,7 +203,8 @@ def _render_cell(
     n_center = (center[0] + offset * np.sin(phi), center[1] + offset * np.cos(phi))
     nucleus, r_n = _wobbly_disc(
         box_shape, n_center, r_nuc, 1.0 + abs(rng.normal(0, 0.06)), rng.uniform(0, np.pi), rng,
-        wobble=0.08, notches=t["notches"] * FINE_CUES["nuclear notches"] * px_scale / r_nuc,
+        wobble=0.08,
+        notches=t.get("notches", 0.0) * FINE_CUES["nuclear notches"] * px_scale / r_nuc,
     )
     nucleus &= cell
 
@@ -192,16 +212,24 @@ def _render_cell(
     cyto_rgb = np.array([168, 150, 200], np.float32) * tint
     nuc_rgb = np.array([112, 58, 150], np.float32) * tint
 
-    shade = _chromatin(box_shape, t, px_scale, rng)
+    if fine_cues:
+        shade = _chromatin(box_shape, t, px_scale, rng)
+    else:
+        chrom = _texture(box_shape, t["chromatin_sigma"] * px_scale, rng)
+        shade = 1.0 + t["chromatin_amp"] * np.tanh(chrom)
     # Nucleoli: small pale round spots inside the nucleus (mostly in blasts).
     ys, xs = np.nonzero(nucleus)
     for _ in range(t["nucleoli"]):
         if ys.size == 0:
             break
         i = rng.integers(ys.size)
-        rr = max(0.6, FINE_CUES["nucleoli"] / 2 * px_scale * rng.uniform(0.8, 1.2))
         yy, xx = np.ogrid[:h, :w]
         d2 = (yy - ys[i]) ** 2 + (xx - xs[i]) ** 2
+        if not fine_cues:
+            rr = max(2.0, 0.09 * r_nuc * rng.uniform(0.7, 1.3))
+            shade = np.where((d2 < rr**2) & nucleus, shade * 1.35, shade)
+            continue
+        rr = max(0.6, FINE_CUES["nucleoli"] / 2 * px_scale * rng.uniform(0.8, 1.2))
         # a pale spot in a darker ring of chromatin: zero mean over the two
         ring = (d2 >= rr**2) & (d2 < (1.8 * rr) ** 2)
         shade = np.where((d2 < rr**2) & nucleus, shade * 1.4, shade)
