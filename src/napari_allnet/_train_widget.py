@@ -10,11 +10,13 @@ the folds), so problems show at once. Training itself runs in the worker process
 progress bar over folds and epochs, live fold/epoch/loss/accuracy, and a Cancel that stops
 at the next batch and leaves a run that "resume" continues.
 
-The profile starts as ``quick`` (minutes on a CPU) and switches to ``paper`` when the
-worker reports a GPU, unless the user chose a profile. Below the fields, an estimate of
-the run's length (:mod:`napari_allnet._estimate`) follows the profile, the fields and the
-device. Messages from core code that name command-line flags are shown with the widget's
-field names ("use --folds 3" -> "set 'folds' to 3").
+The profile starts as ``cpu`` (real cells in under an hour on a CPU) and switches to
+``paper`` when the worker reports a GPU, unless the user chose a profile. Under the profile
+one line says what it is for, its input size, epochs and expected time on the device;
+below the fields, an estimate of the run's length follows the profile, the fields and the
+device (both from :mod:`allnet_core.training.estimate`). Messages from core code that name
+command-line flags are shown with the widget's field names ("use --folds 3" -> "set
+'folds' to 3").
 """
 
 from __future__ import annotations
@@ -35,7 +37,6 @@ from magicgui.widgets import (
 )
 
 from napari_allnet import _session as session
-from napari_allnet._estimate import estimate_text
 from napari_allnet._job_widget import JobWidget, full_width, wrap_text
 from napari_allnet._train_summary import (
     METRICS,
@@ -61,7 +62,7 @@ _LABELS = {"lr": "learning rate", "holdout": "hold-out fraction", "split": "spli
 _CONTROL_LABELS = {"data": "dataset folder", "out": "run folder", "profile": "profile",
                    "resume": "resume"}
 #: The profile on a CPU (or before the device is known), and on a GPU.
-CPU_PROFILE, GPU_PROFILE = "quick", "paper"
+CPU_PROFILE, GPU_PROFILE = "cpu", "paper"
 _STEPS = {"lr": 1e-6, "holdout": 0.05}
 _LIMITS = {"holdout": (0.05, 0.95), "lr": (1e-8, 1.0)}
 
@@ -164,12 +165,14 @@ class TrainWidget(JobWidget):
                              tooltip="C-NMC layout or class folders (all/, hem/)")
         self.out = FileEdit(label="run folder", mode="d",
                             tooltip="Where config, models, metrics and report.md are written")
+        from allnet_core.training.estimate import profile_line
+
         profiles = sorted(PROFILES)
         self.profile = ComboBox(
             name="profile", label="profile", choices=profiles,
             value=CPU_PROFILE if CPU_PROFILE in profiles else profiles[0],
-            tooltip="paper: the paper's protocol (weeks on a CPU; the default on a GPU); "
-                    "quick: a small demo model that trains in minutes on a CPU")
+            tooltip="\n".join(profile_line(name) for name in profiles))
+        self.profile_about = Label(value="")
         defaults = TrainConfig()
         self.fields = {name: _field_widget(name, getattr(defaults, name))
                        for name in TRAIN_FIELDS if name in _config_fields()}
@@ -184,13 +187,14 @@ class TrainWidget(JobWidget):
         self.summary = Table(value={"data": [], "columns": list(METRICS)}, label="summary")
         self.summary.visible = False
         plain_table(self.summary)
-        wrap_text(self.live, self.device, self.estimate)
+        wrap_text(self.live, self.device, self.estimate, self.profile_about)
         self.open_button = PushButton(text="Open report folder", enabled=False)
-        self.extend([self.data, self.out, self.profile, *self.fields.values(), self.resume,
+        self.extend([self.data, self.out, self.profile, self.profile_about,
+                     *self.fields.values(), self.resume,
                      self.device, self.detect_button, self.estimate, self.start_button,
                      self.cancel_button, self.status, self.live, self.summary,
                      self.open_button])
-        full_width(self.estimate, self.status, self.live, self.summary)
+        full_width(self.profile_about, self.estimate, self.status, self.live, self.summary)
         self.profile.changed.connect(self._on_profile_chosen)
         for widget in self.fields.values():
             widget.changed.connect(self._update_estimate)
@@ -214,9 +218,12 @@ class TrainWidget(JobWidget):
         self._update_estimate()
 
     def _update_estimate(self, *_: Any) -> None:
-        """Show how long the form's run would take on the (known or assumed) device."""
+        """Show what the profile is for and how long the form's run would take on the
+        (known or assumed) device."""
         from allnet_core.errors import AllnetError
+        from allnet_core.training.estimate import estimate_text, profile_line
 
+        self.profile_about.value = profile_line(self.profile.value, self._device_type)
         try:
             self.estimate.value = estimate_text(self.config(), self._device_type)
         except (AllnetError, ValueError) as exc:

@@ -31,6 +31,6 @@ def test_train_help_describes_every_profile(capsys):
     profiles = text.split("\nprofiles", 1)[1].split("\nexamples:", 1)[0]
     for name in PROFILES:
         c = TrainConfig.from_profile(name)
-        assert f"\n  {name} " in profiles
+        assert f"\n  {name}: " in profiles
         assert f"input {c.input_size} px, {c.epochs} epochs x {c.folds} folds" in profiles
     assert "--classes" in text

@@ -27,10 +27,11 @@ def test_fields_map_onto_trainconfig(train_widget):
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     assert set(widget.fields) == set(TRAIN_FIELDS) and set(TRAIN_FIELDS) <= names
     assert widget.profile.choices == tuple(sorted(PROFILES))
-    # before the device is known the form assumes a CPU: the quick profile
-    assert widget.profile.value == "quick"
+    # before the device is known the form assumes a CPU: the cpu profile
+    assert widget.profile.value == "cpu"
+    assert all(w.value == getattr(TrainConfig.from_profile("cpu"), n)
+               for n, w in widget.fields.items())
     quick = TrainConfig.from_profile("quick")
-    assert all(w.value == getattr(quick, n) for n, w in widget.fields.items())
     widget.profile.value = "paper"
     for name, field_widget in widget.fields.items():
         assert field_widget.name == name
@@ -179,8 +180,13 @@ def test_summary_mean_std_is_the_reports(train_widget):
 
 def test_estimate_follows_profile_fields_and_device(train_widget):
     _, widget = train_widget
+    assert widget.estimate.value.startswith("Estimated length on a CPU: at most about")
+    assert widget.profile_about.value.startswith("cpu: real cells on a CPU")
+    assert "128 px, up to 20 epochs x 3 folds" in widget.profile_about.value
+    widget.profile.value = "quick"
     quick = widget.estimate.value
     assert quick.startswith("Estimated length on a CPU: about 6 min")  # the demo's 6.2 min
+    assert widget.profile_about.value.startswith("quick: a CPU demo")
     widget.profile.value = "paper"
     paper = widget.estimate.value
     assert paper != quick and "days" in paper and "5 folds x 65 epochs" in paper
@@ -194,11 +200,12 @@ def test_profile_follows_the_device_unless_chosen(train_widget):
     gpu = {"keras_backend": "tensorflow", "device_used": "GPU",
            "devices": [{"type": "GPU", "name": "H100"}, {"type": "CPU", "name": "cpu"}]}
     widget._show_device({**gpu, "device_used": "CPU", "devices": [{"type": "CPU"}]})
-    assert widget.profile.value == "quick"
+    assert widget.profile.value == "cpu"
     assert widget.estimate.value.startswith("Estimated length on the CPU")
     widget._show_device(gpu)
     assert widget.profile.value == "paper" and widget.fields["epochs"].value == 65
     assert "no GPU speed has been measured" in widget.estimate.value
+    assert "GPU speed not measured" in widget.profile_about.value
     assert widget.device.value == "Keras tensorflow backend on GPU (H100)"
     # a profile the user picked stays
     widget.profile.value = "quick"

@@ -5,6 +5,7 @@ Only argparse and pathlib at import time; Keras loads when a command runs.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import signal
 import sys
@@ -34,29 +35,37 @@ _CONFIG_FLAGS = (
     ("--cache-dir", "cache_dir", str,
      "folder for the image caches, kept and reused across runs (default: in the run "
      "folder, deleted when each fold is done)"),
+    ("--monitor", "monitor", str,
+     "val_f1 (paper) or val_loss: the validation score that picks each fold's best epoch "
+     "and that early stopping and the plateau schedule watch"),
+    ("--lr-schedule", "lr_schedule", str,
+     "constant (paper) or plateau: halve the learning rate after --lr-patience epochs "
+     "without improvement"),
+    ("--lr-patience", "lr_patience", int, "epochs without improvement before halving (2)"),
+    ("--early-stopping", "early_stopping", int,
+     "stop a fold after N epochs without improvement, keeping its best epoch (0: off, paper)"),
+    ("--stain-jitter", "stain_jitter", float,
+     "scale each training image's R, G, B by random factors in [1-s, 1+s] every epoch "
+     "(beyond the paper; 0: off)"),
 )
 
 
-#: What each preset of TrainConfig's PROFILES is for (the numbers come from the table).
-_PROFILE_USE = {
-    "paper": "the paper's protocol (default): GPU work, weeks on a CPU",
-    "quick": "a CPU demo in minutes on small inputs; not the paper's model",
-}
-
-
 def _profile_lines() -> str:
-    """One line per preset of :data:`~allnet_core.training.config.PROFILES`, from the
-    table itself (imported only when ``train --help`` is shown)."""
+    """One line per preset of :data:`~allnet_core.training.PROFILES` (what it is for, input,
+    epochs, expected time), then its values, from the table itself (imported only when
+    ``train --help`` is shown)."""
     from allnet_core.training.config import PROFILES, TrainConfig
+    from allnet_core.training.estimate import profile_line
 
-    width = max(map(len, PROFILES))
     lines = ["profiles (--profile NAME; a flag given overrides the profile's value):"]
     for name in PROFILES:
         c = TrainConfig.from_profile(name)
-        lines.append(f"  {name:<{width}}  {_PROFILE_USE.get(name, '')}")
-        lines.append(f"  {'':<{width}}  input {c.input_size} px, {c.epochs} epochs x {c.folds} "
+        lines.append(f"  {profile_line(name)}")
+        lines.append(f"    input {c.input_size} px, {c.epochs} epochs x {c.folds} "
                      f"folds, {c.per_class} images per class, dense {c.dense_units}, lr "
-                     f"{c.lr:g}, batch {c.batch_size}")
+                     f"{c.lr:g}, batch {c.batch_size}, best epoch by {c.monitor}, lr schedule "
+                     f"{c.lr_schedule}, early stopping {c.early_stopping or 'off'}, stain "
+                     f"jitter {c.stain_jitter:g}, epoch flips {'on' if c.epoch_flips else 'off'}")
     return "\n".join(lines) + "\n\n"
 
 
@@ -75,6 +84,7 @@ def register(subparsers) -> None:
         formatter_class=TrainHelp, epilog="<profiles>\n" + examples(
             "allnet train data/C-NMC_Leukemia --out runs/paper       # the paper's protocol",
             "allnet train data/ --out runs/quick --profile quick      # minutes on a CPU",
+            "allnet train cells/ --out runs/cpu --profile cpu         # real cells, CPU, < 1 h",
             "allnet train data/ --out runs/quick --resume             # continue after Ctrl-C",
             "allnet train cells/ --out runs/r1 --classes blast_cells=ALL,donor=HEM"))
     p.add_argument("data", type=Path, help="dataset folder")
@@ -82,12 +92,14 @@ def register(subparsers) -> None:
     # Values are checked by TrainConfig (allnet_core.training.config), the one home of the
     # profiles, splits and precisions: --help stays free of the training imports.
     p.add_argument("--profile", default=None,
-                   help="preset of defaults: paper (default) or quick; see profiles below")
+                   help="preset of defaults: paper (default), quick or cpu; see profiles below")
     for flag, dest, typ, text in _CONFIG_FLAGS:
         p.add_argument(flag, dest=dest, type=typ, default=None, help=text)
     p.add_argument("--classes", default=None, metavar="MAP", help=CLASSES_HELP)
-    p.add_argument("--epoch-flips", dest="epoch_flips", action="store_true", default=None,
-                   help="flip and turn every training image at random, anew every epoch")
+    p.add_argument("--epoch-flips", dest="epoch_flips", default=None,
+                   action=argparse.BooleanOptionalAction,
+                   help="flip and turn every training image at random, anew every epoch "
+                        "(on in the cpu profile)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last saved epoch")
     p.set_defaults(func=run_train)
@@ -118,7 +130,8 @@ def register(subparsers) -> None:
         "synthetic cells of new subjects, and print where the report is.",
         formatter_class=HelpFormatter, epilog=examples(
             "allnet demo                                   # writes ./allnet-demo",
-            "allnet demo --out /tmp/demo --epochs 3        # a faster, rougher run"))
+            "allnet demo --out /tmp/demo --epochs 3        # a faster, rougher run",
+            "allnet demo --out /tmp/demo128 --input-size 128   # see what 64 px loses"))
     d.add_argument("--out", type=Path, default=Path("allnet-demo"),
                    help="output folder (default ./allnet-demo)")
     d.add_argument("--subjects", type=int, default=32, help="synthetic subjects (32)")
@@ -126,6 +139,9 @@ def register(subparsers) -> None:
     d.add_argument("--epochs", type=int, default=None, help="override the quick profile's epochs")
     d.add_argument("--per-class", type=int, default=None,
                    help="override the quick profile's images per class")
+    d.add_argument("--input-size", type=int, default=None,
+                   help="override the quick profile's 64 px input (128 keeps the cells' fine "
+                        "texture: more accurate, about 4x slower)")
     d.add_argument("--seed", type=int, default=0, help="random seed (0)")
     d.set_defaults(func=run_demo)
 
@@ -335,8 +351,9 @@ def run_demo(args) -> int:
     t0 = time.perf_counter()
     out = args.out
     config = config_from_request(
-        {"seed": args.seed, "epochs": args.epochs, "per_class": args.per_class}, "quick")
-    size = 96  # synthetic cells are drawn at 96 px and read at the profile's input size
+        {"seed": args.seed, "epochs": args.epochs, "per_class": args.per_class,
+         "input_size": args.input_size}, "quick")
+    size = 160  # drawn at 160 px, read at the profile's input size (fine cues: 128 px and up)
     data, test = out / "data", out / "test_data"
     for folder, seed, n in ((data, args.seed, args.subjects),
                             (test, args.seed + 10_000, max(4, args.subjects // 2))):

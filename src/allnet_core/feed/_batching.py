@@ -15,7 +15,7 @@ import numpy as np
 
 from allnet_core.errors import ConfigError, DatasetError
 
-__all__ = ["dihedral", "one_hot"]
+__all__ = ["dihedral", "one_hot", "stain_jitter"]
 
 
 def default_workers() -> int:
@@ -238,4 +238,57 @@ def dihedral(x: np.ndarray, codes: Sequence[int]) -> np.ndarray:
         if code & 4:
             v = v[:, ::-1]
         dst[j] = v
+    return out
+
+
+def check_jitter(value: Any) -> float:
+    """A stain-jitter strength: a number in [0, 1)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = math.nan
+    if isinstance(value, bool) or not 0.0 <= v < 1.0:
+        raise ConfigError(f"jitter must be a number in [0, 1), got {value!r}")
+    return v
+
+
+def jitter_gains(seed: int, epoch: int, index: int, size: int, strength: float) -> np.ndarray:
+    """``(size, 3)`` factors in ``[1 - strength, 1 + strength]``, one per channel of each
+    sample of a batch, seeded by ``(seed, epoch, batch index)``."""
+    rng = np.random.default_rng([seed, epoch, index, 9])
+    return (1.0 + rng.uniform(-strength, strength, (size, 3))).astype(np.float32)
+
+
+def stain_jitter(x: np.ndarray, gains: np.ndarray) -> np.ndarray:
+    """Scale each image's red, green and blue by its row of ``gains``: the stain and camera
+    differences between slides and labs.
+
+    Parameters
+    ----------
+    x : (B, H, W, 3) ndarray
+        ``uint8`` or float images (0-255).
+    gains : (B, 3) ndarray
+        Factors per image and channel (around 1).
+
+    Returns
+    -------
+    ndarray
+        A new array of ``x``'s dtype, clipped to 0-255. Black stays black, and a ``uint8``
+        channel that was not 0 stays at least 1 (the cell's mask is kept).
+
+    Examples
+    --------
+    >>> x = np.full((1, 1, 1, 3), 100, np.uint8)
+    >>> stain_jitter(x, np.array([[1.1, 1.0, 0.5]]))[0, 0, 0].tolist()
+    [110, 100, 50]
+    """
+    gains = np.asarray(gains, np.float32)
+    if x.ndim != 4 or x.shape[-1] != 3 or gains.shape != (len(x), 3):
+        raise ValueError(f"expected images (B, H, W, 3) and gains (B, 3), got {x.shape} and "
+                         f"{gains.shape}")
+    out = np.clip(x * gains[:, None, None, :], 0, 255)
+    if x.dtype != np.uint8:
+        return out.astype(x.dtype, copy=False)
+    out = np.rint(out).astype(np.uint8)
+    np.maximum(out, x > 0, out=out)
     return out

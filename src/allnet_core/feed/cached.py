@@ -32,11 +32,14 @@ from allnet_core.feed._batching import (
     Batching,
     EpochOrder,
     check_class_names,
+    check_jitter,
     dihedral,
     encode_labels,
     flip_codes,
+    jitter_gains,
     keras_feed_class,
     one_hot,
+    stain_jitter,
 )
 from allnet_core.feed.cache import is_complete, read_cache_header
 
@@ -63,6 +66,9 @@ class CachedFeedCore(EpochOrder):
         Epoch to start at (for resumed runs).
     flips : bool
         Flip and turn each image by a random symmetry of the square, anew every epoch.
+    jitter : float
+        Stain jitter: scale each image's red, green and blue by random factors in
+        ``[1 - jitter, 1 + jitter]``, anew every epoch (0: off).
     class_names : sequence of str
         Order of the one-hot columns (index 1 = ALL by default, like ALLNet's output).
     batch_multiple : int
@@ -78,7 +84,7 @@ class CachedFeedCore(EpochOrder):
     def __init__(self, cache: str | os.PathLike, labels: Sequence, batch_size: int = 16,
                  shuffle: bool = True, seed: int = 0, epoch: int = 0, flips: bool = False,
                  class_names: Sequence[str] = CLASS_NAMES, batch_multiple: int = 1,
-                 pad: bool = False, shard: tuple[int, int] = (0, 1)):
+                 pad: bool = False, shard: tuple[int, int] = (0, 1), jitter: float = 0.0):
         self.path = os.fspath(cache)
         if not is_complete(self.path, missing_ok=True):
             raise DatasetError(f"{self.path}: the image cache is incomplete; build it first")
@@ -99,6 +105,7 @@ class CachedFeedCore(EpochOrder):
         self._batching = Batching(self.shape[0], batch_size,
                                   math.lcm(int(batch_multiple), count), pad)
         self.shuffle, self.seed, self.flips = bool(shuffle), int(seed), bool(flips)
+        self.jitter = check_jitter(jitter)
         self._fd: int | None = None
         self._lock = threading.Lock()
         self.set_epoch(epoch)
@@ -148,6 +155,9 @@ class CachedFeedCore(EpochOrder):
         x = self.read_rows(self._local(rows))
         if self.flips:
             x = dihedral(x, self._local(flip_codes(self.seed, self.epoch, index, len(rows))))
+        if self.jitter:
+            gains = jitter_gains(self.seed, self.epoch, index, len(rows), self.jitter)
+            x = stain_jitter(x, self._local(gains).reshape(-1, 3))
         return x, one_hot(self._y[self._local(rows)], len(self.class_names))
 
     def close(self) -> None:

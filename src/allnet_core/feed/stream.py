@@ -53,12 +53,15 @@ from allnet_core.feed._batching import (
     Batching,
     EpochOrder,
     check_class_names,
+    check_jitter,
     check_positive_int,
     dihedral,
     encode_labels,
     flip_codes,
+    jitter_gains,
     keras_feed_class,
     one_hot,
+    stain_jitter,
 )
 from allnet_core.feed._samples import augment_sample, read_sample
 from allnet_core.preprocess import resize_for_model
@@ -112,6 +115,9 @@ class FeedCore(EpochOrder):
         before training starts rather than hours into it.
     flips : bool
         Flip and turn each image by a random symmetry of the square, anew every epoch.
+    jitter : float
+        Stain jitter: scale each image's red, green and blue by random factors in
+        ``[1 - jitter, 1 + jitter]``, anew every epoch (0: off).
     batch_multiple : int
         Every batch holds a multiple of this many samples (the data-parallel replicas).
     pad : bool
@@ -124,7 +130,7 @@ class FeedCore(EpochOrder):
                  shuffle: bool = True, seed: int = 0, cache_bytes: int = 0,
                  class_names: Sequence[str] = DEFAULT_CLASS_NAMES, epoch: int = 0,
                  check_files: bool = True, flips: bool = False, batch_multiple: int = 1,
-                 pad: bool = False):
+                 pad: bool = False, jitter: float = 0.0):
         self._plan_given = plan is not None
         self.paths = [os.fspath(p) for p in paths]
         n = len(self.paths)
@@ -143,6 +149,7 @@ class FeedCore(EpochOrder):
         self.shuffle = bool(shuffle)
         self.seed = int(seed)
         self.flips = bool(flips)
+        self.jitter = check_jitter(jitter)
         self._y = encode_labels(labels, self.class_names, self.paths)
         self._rows, self._params = self._read_plan(plan, labels)
         if len(self._rows) == 0:
@@ -244,6 +251,8 @@ class FeedCore(EpochOrder):
                 x[j] = resize_for_model(image, size)
         if self.flips:
             x = dihedral(x, flip_codes(self.seed, self.epoch, index, len(x)))
+        if self.jitter:
+            x = stain_jitter(x, jitter_gains(self.seed, self.epoch, index, len(x), self.jitter))
         labels = self._y[self._rows[self._order[positions]]]
         return x, one_hot(labels, len(self.class_names))
 

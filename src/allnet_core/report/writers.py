@@ -105,6 +105,7 @@ def write_run_report(run_dir: str | os.PathLike, config, splits: pd.DataFrame,
         "device": env.get("device_used"),
         "keras_backend": env.get("keras_backend"),
         "seconds": seconds,
+        "expected_seconds": _expected_seconds(cfg),
     }
     text = _run_markdown(json_safe(report), splits, per_subject)
     if card:
@@ -156,8 +157,11 @@ def _run_markdown(report: dict[str, Any], splits: pd.DataFrame,
         f"{cfg['epochs']} epochs, {cfg['optimizer']} lr {cfg['lr']:g}, batch {cfg['batch_size']}, "
         f"input {cfg['input_size']}x{cfg['input_size']}, dense units {cfg['dense_units']}, "
         f"precision {cfg['precision']}, profile `{cfg['profile']}`, seed {cfg['seed']}. "
-        "Each fold's model is its epoch with the best validation F1; the fold with the best "
-        f"validation F1 (fold {k}) is scored on the hold-out.",
+        f"{_training_extras(cfg, report['folds'])}"
+        f"Each fold's model is its epoch with the best {_monitor_words(cfg)}; the fold with "
+        f"the best {_monitor_words(cfg)} (fold {k}) is scored on the hold-out.",
+        "",
+        _time_line(report),
         "",
         "## Results (%; ALL is the positive class)",
         "",
@@ -177,6 +181,54 @@ def _run_markdown(report: dict[str, Any], splits: pd.DataFrame,
         parts += ["## Hold-out per subject", "", _subject_markdown(per_subject), ""]
     parts += ["## Split sizes", "", *size_lines, ""]
     return "\n".join(parts)
+
+
+def _monitor_words(cfg: Mapping[str, Any]) -> str:
+    return ("validation loss (lowest)" if cfg.get("monitor") == "val_loss"
+            else "validation F1")
+
+
+def _training_extras(cfg: Mapping[str, Any], folds: Sequence[Mapping[str, Any]]) -> str:
+    """What the run did beyond the paper's protocol, in a sentence or two (or nothing)."""
+    extras = []
+    if cfg.get("lr_schedule") == "plateau":
+        extras.append(f"learning rate halved after {cfg['lr_patience']} epochs without "
+                      "improvement")
+    if cfg.get("early_stopping"):
+        trained = ", ".join(str(m.get("epochs", "?")) for m in folds)
+        extras.append(f"early stopping after {cfg['early_stopping']} epochs without "
+                      f"improvement (epochs trained per fold: {trained})")
+    if cfg.get("epoch_flips"):
+        extras.append("random flips and quarter turns every epoch")
+    if cfg.get("stain_jitter"):
+        extras.append(f"stain jitter +-{100 * cfg['stain_jitter']:g} % per channel every epoch")
+    if not extras:
+        return ""
+    return "Beyond the paper: " + "; ".join(extras) + ". "
+
+
+def _expected_seconds(cfg: Mapping[str, Any]) -> float | None:
+    from allnet_core.training.estimate import estimate_seconds
+
+    try:
+        return estimate_seconds(cfg)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return None
+
+
+def _time_line(report: Mapping[str, Any]) -> str:
+    """The wall clock of this invocation beside the estimator's expected time."""
+    from allnet_core.training.estimate import format_duration
+
+    seconds, expected = report.get("seconds"), report.get("expected_seconds")
+    took = (f"{seconds / 60:.1f} min (this invocation; a resumed run counts only its part)"
+            if seconds is not None else "not recorded")
+    bound = "at most " if report["config"].get("early_stopping") else ""
+    line = f"Time: {took} on {report.get('device') or 'an unknown device'}"
+    if expected is not None:
+        line += (f"; expected on 2 CPU cores: {bound}{format_duration(expected)} "
+                 "(allnet_core.training.estimate)")
+    return line + "."
 
 
 def _subject_markdown(per_subject: pd.DataFrame) -> str:

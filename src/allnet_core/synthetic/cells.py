@@ -4,11 +4,18 @@
 nucleus inside a paler cytoplasm. Blasts (ALL) and healthy cells (HEM) differ the way real
 ones tend to, and overlap enough that no classifier can be perfect:
 
-* each cell draws a latent "blastness" ``z`` from ``N(+1.75, 1)`` (ALL) or ``N(-1.75, 1)``
-  (HEM), so the best possible accuracy is about ``Phi(1.75)`` = 96 %;
-* from ``z`` follow (with a little independent noise) the cell size, the
-  nucleus-to-cytoplasm ratio, the chromatin texture (coarse and clumped for HEM, fine for
-  ALL) and the number of nucleoli (mostly ALL);
+* each cell draws two latent "blastness" scores, a coarse one ``z_c`` from ``N(+-1, 1)``
+  and a fine one ``z_f`` from ``N(+-1.45, 1)`` (``+`` for ALL, ``-`` for HEM), so the
+  best possible accuracy is about ``Phi(1.76)`` = 96 % with both, and ``Phi(1)`` = 84 %
+  from the coarse cues alone;
+* from ``z_c`` follow the cell size and the nucleus-to-cytoplasm ratio: cues that survive
+  any input size;
+* from ``z_f`` follow the fine-scale cues, as in real cells (:data:`FINE_CUES`): the
+  chromatin (finely granular in blasts, clumped into dark specks in healthy cells, both a
+  few pixels wide at 450 px), nucleoli (small pale spots, mostly in blasts) and the nuclear
+  contour (notched in blasts, smooth in healthy cells). A 64 px model input averages most
+  of them away, a 128 px one keeps more, so drawing cells large and training at two input
+  sizes shows how much a model loses at 64 px;
 * each subject (patient or healthy donor) has its own stain tint, brightness and
   magnification (:class:`SubjectStyle`), shared by all its cells, so that splitting by
   subject matters.
@@ -25,9 +32,19 @@ from scipy import ndimage as ndi
 
 from allnet_core.classes import CLASS_NAMES, NEGATIVE_CLASS, POSITIVE_CLASS
 
-__all__ = ["SubjectStyle", "make_subject_style", "synth_cell", "synth_cells"]
+__all__ = ["FINE_CUES", "SubjectStyle", "make_subject_style", "synth_cell", "synth_cells"]
 
-_CLASS_SHIFT = 1.75  # latent class separation: Bayes accuracy = Phi(1.75) ~ 0.96
+_COARSE_SHIFT = 1.0  # class separation of the coarse cues: Phi(1.0) ~ 0.84 alone
+_FINE_SHIFT = 1.45  # of the fine cues; both: Phi(hypot(1.0, 1.45)) = Phi(1.76) ~ 0.96
+
+_SHADE_FLOOR = 0.4  # darkest chromatin, relative to the nucleus colour
+
+#: The fine-scale class cues and their size (diameter, or depth of the notches) in pixels
+#: of a 450 px frame, where the cell is about 200 px wide. One pixel of a 128 px model input
+#: spans 3.5 of them, one of a 64 px input 7: the chromatin patterns keep about half of
+#: their contrast at 128 px and a quarter at 64 px.
+FINE_CUES = {"chromatin grain": 3.0, "chromatin clumps": 4.0, "nucleoli": 5.0,
+             "nuclear notches": 3.0}
 
 
 @dataclass(frozen=True)
@@ -76,8 +93,27 @@ def _check_label(label: str) -> str:
 
 
 def _cell_traits(label: str, rng: np.random.Generator) -> dict:
-    """Morphology of one cell, driven by its latent blastness ``z``."""
-    z = rng.normal(_CLASS_SHIFT if label == "ALL" else -_CLASS_SHIFT, 1.0)
+    """Morphology of one cell, driven by its coarse and fine latent blastness."""
+    sign = 1.0 if label == "ALL" else -1.0
+    z_c = rng.normal(sign * _COARSE_SHIFT, 1.0)
+    z_f = rng.normal(sign * _FINE_SHIFT, 1.0)
+    u = float(np.clip(0.5 + z_c / 4.0, 0.0, 1.0))  # coarse: HEM ~ 0.25, ALL ~ 0.75
+    f = float(np.clip(0.5 + z_f / 5.0, 0.0, 1.0))  # fine: HEM ~ 0.21, ALL ~ 0.79
+    return {
+        "radius": 0.165 + 0.11 * u + rng.normal(0, 0.008),  # fraction of the frame
+        "nc_ratio": 0.60 + 0.30 * u + rng.normal(0, 0.02),
+        "mottle_amp": rng.uniform(0.08, 0.2),  # medium-scale shading, no class signal
+        "grain": f,  # chromatin: fine granules (blasts, 1) to clumps (healthy cells, 0)
+        "nucleoli": int(rng.poisson(3.5 * f**2)),
+        "notches": f,  # contour irregularity (1: notches of FINE_CUES' depth)
+        "elongation": 1.0 + abs(rng.normal(0, 0.08)),
+    }
+
+
+def _smear_traits(label: str, rng: np.random.Generator) -> dict:
+    """Morphology of a smear field's white cell: one latent blastness ``z`` from
+    ``N(+-1.75, 1)``, as all synthetic cells were drawn before the fine cues."""
+    z = rng.normal(1.75 if label == "ALL" else -1.75, 1.0)
     u = float(np.clip((z + 3.5) / 7.0, 0.0, 1.0))  # HEM ~ 0.25, ALL ~ 0.75
     return {
         "radius": 0.165 + 0.11 * u + rng.normal(0, 0.008),  # fraction of the frame
@@ -89,8 +125,10 @@ def _cell_traits(label: str, rng: np.random.Generator) -> dict:
     }
 
 
-def _wobbly_disc(shape, center, radius, elong, angle, rng, harmonics=4, wobble=0.05):
-    """Boolean mask of a perturbed ellipse and the normalised radial coordinate."""
+def _wobbly_disc(shape, center, radius, elong, angle, rng, harmonics=4, wobble=0.05,
+                 notches=0.0):
+    """Boolean mask of a perturbed ellipse and the normalised radial coordinate;
+    ``notches`` adds a fine irregular contour (harmonics 9-16, relative amplitude)."""
     yy, xx = np.ogrid[: shape[0], : shape[1]]
     dy = (yy - center[0]).astype(np.float32)
     dx = (xx - center[1]).astype(np.float32)
@@ -102,6 +140,9 @@ def _wobbly_disc(shape, center, radius, elong, angle, rng, harmonics=4, wobble=0
     edge = np.ones_like(theta)
     for k in range(2, 2 + harmonics):
         edge = edge + (wobble / k) * rng.normal() * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
+    if notches:  # notches: relative amplitude of the fine contour
+        for k in range(9, 17):
+            edge = edge + notches / 3 * rng.normal() * np.cos(k * theta + rng.uniform(0, 6.3))
     r = rho / (radius * edge)
     return r < 1.0, r
 
@@ -114,6 +155,29 @@ def _texture(shape, sigma, rng):
     return tex / sd
 
 
+def _band(shape, size: float, rng) -> np.ndarray:
+    """Zero-mean band-pass noise of features about ``size`` pixels wide, unit deviation:
+    averaged over blocks a few times ``size`` wide it nearly vanishes."""
+    noise = rng.standard_normal(shape).astype(np.float32)
+    sigma = size / 2.5
+    band = ndi.gaussian_filter(noise, sigma) - ndi.gaussian_filter(noise, 2 * sigma)
+    return band / (float(band.std()) or 1.0)
+
+
+def _chromatin(shape, traits: dict, px_scale: float, rng) -> np.ndarray:
+    """Multiplicative shading of the nucleus: a medium-scale mottle that carries no class
+    signal, fine granules (blasts) and dark clumps with pale surroundings (healthy cells).
+    The granules and clumps are zero-mean band-pass patterns a few pixels of a 450 px
+    frame wide: a 64 px input keeps about a quarter of their contrast, 128 px a half."""
+    mottle = np.tanh(_texture(shape, 7.0 * px_scale, rng))
+    grain = _band(shape, FINE_CUES["chromatin grain"] * px_scale, rng)
+    clumps = np.clip(_band(shape, FINE_CUES["chromatin clumps"] * px_scale, rng) - 1.0, 0, None)
+    clumps -= ndi.gaussian_filter(clumps, FINE_CUES["chromatin clumps"] * px_scale)
+    f = traits["grain"]
+    shade = 1.0 + traits["mottle_amp"] * mottle + 0.25 * f * np.tanh(grain) - 0.8 * (1 - f) * clumps
+    return np.maximum(shade, _SHADE_FLOOR)  # clumps are dark, never black
+
+
 def _render_cell(
     box_shape: tuple[int, int],
     label: str,
@@ -121,9 +185,13 @@ def _render_cell(
     radius_px: float,
     style: SubjectStyle,
     px_scale: float,
+    fine_cues: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Render one cell in a box; returns (rgb float32 0-255, cell mask, nucleus mask)."""
-    t = _cell_traits(label, rng)
+    """Render one cell in a box; returns (rgb float32 0-255, cell mask, nucleus mask).
+    Without ``fine_cues`` (smear fields) the cell is drawn as before the fine cues were
+    added (one latent score, :func:`_smear_traits`), so the smears that the segmentation
+    is measured on keep their look."""
+    t = _cell_traits(label, rng) if fine_cues else _smear_traits(label, rng)
     h, w = box_shape
     center = (h / 2 + rng.normal(0, 0.02 * h), w / 2 + rng.normal(0, 0.02 * w))
     angle = rng.uniform(0, np.pi)
@@ -136,6 +204,7 @@ def _render_cell(
     nucleus, r_n = _wobbly_disc(
         box_shape, n_center, r_nuc, 1.0 + abs(rng.normal(0, 0.06)), rng.uniform(0, np.pi), rng,
         wobble=0.08,
+        notches=t.get("notches", 0.0) * FINE_CUES["nuclear notches"] * px_scale / r_nuc,
     )
     nucleus &= cell
 
@@ -143,18 +212,28 @@ def _render_cell(
     cyto_rgb = np.array([168, 150, 200], np.float32) * tint
     nuc_rgb = np.array([112, 58, 150], np.float32) * tint
 
-    chrom = _texture(box_shape, t["chromatin_sigma"] * px_scale, rng)
-    shade = 1.0 + t["chromatin_amp"] * np.tanh(chrom)
+    if fine_cues:
+        shade = _chromatin(box_shape, t, px_scale, rng)
+    else:
+        chrom = _texture(box_shape, t["chromatin_sigma"] * px_scale, rng)
+        shade = 1.0 + t["chromatin_amp"] * np.tanh(chrom)
     # Nucleoli: small pale round spots inside the nucleus (mostly in blasts).
     ys, xs = np.nonzero(nucleus)
     for _ in range(t["nucleoli"]):
         if ys.size == 0:
             break
         i = rng.integers(ys.size)
-        rr = max(2.0, 0.09 * r_nuc * rng.uniform(0.7, 1.3))
         yy, xx = np.ogrid[:h, :w]
-        spot = (yy - ys[i]) ** 2 + (xx - xs[i]) ** 2 < rr**2
-        shade = np.where(spot & nucleus, shade * 1.35, shade)
+        d2 = (yy - ys[i]) ** 2 + (xx - xs[i]) ** 2
+        if not fine_cues:
+            rr = max(2.0, 0.09 * r_nuc * rng.uniform(0.7, 1.3))
+            shade = np.where((d2 < rr**2) & nucleus, shade * 1.35, shade)
+            continue
+        rr = max(0.6, FINE_CUES["nucleoli"] / 2 * px_scale * rng.uniform(0.8, 1.2))
+        # a pale spot in a darker ring of chromatin: zero mean over the two
+        ring = (d2 >= rr**2) & (d2 < (1.8 * rr) ** 2)
+        shade = np.where((d2 < rr**2) & nucleus, shade * 1.4, shade)
+        shade = np.where(ring & nucleus, shade * 0.82, shade)
 
     cyto_tex = 1.0 + 0.06 * _texture(box_shape, 2.0 * px_scale, rng)
     rim = 1.0 - 0.18 * np.clip(r_c - 0.85, 0, 0.15) / 0.15  # darker membrane edge

@@ -119,7 +119,7 @@ def synth_smear(
     for i in range(n_wbc):
         label = "ALL" if rng.random() < 0.5 else "HEM"
         cell_img, cell, _ = _render_cell(
-            (box, box), label, rng, radius_px, SubjectStyle(), box / 450.0
+            (box, box), label, rng, radius_px, SubjectStyle(), box / 450.0, fine_cues=False
         )
         if touching_pair and i == 1 and centres:
             ang = rng.uniform(0, 2 * np.pi)

@@ -12,9 +12,10 @@ The protocol of :func:`cross_validate` (defaults are the paper's, see :class:`Tr
    ``StratifiedKFold``).
 3. For each fold, balance and augment the *training* part only
    (:func:`allnet_core.augment.balance_plan`, ``per_class`` images per class) and validate on
-   the untouched validation part after every epoch. The epoch with the best validation F1
-   is the fold's model.
-4. The fold with the best validation F1 is scored on the hold-out set.
+   the untouched validation part after every epoch. The epoch with the best validation
+   score (``monitor``: F1 by default, or loss) is the fold's model; optionally the learning
+   rate halves on a plateau and the fold stops early (:mod:`~allnet_core.training.schedule`).
+4. The fold with the best validation score is scored on the hold-out set.
 5. Every fold, the mean and standard deviation over folds, and the hold-out are reported
    (``report.md``, ``report.json``, ``curves.png``, ``confusion.png``).
 
@@ -44,14 +45,19 @@ replicas sees ``batch_size / n`` images per step, and the learning rate is not r
 
 Modules, in the order of the data flow:
 
-- :mod:`~allnet_core.training.config`: :class:`TrainConfig`, :data:`PROFILES`,
+- :mod:`~allnet_core.training.profiles`: :data:`PROFILES` (``paper``, ``quick``, ``cpu``)
+  and what each is for.
+- :mod:`~allnet_core.training.config`: :class:`TrainConfig`,
   :func:`config_from_request` (how the CLI and the worker turn a request into a config).
+- :mod:`~allnet_core.training.estimate`: how long a run takes (the one estimator).
 - :mod:`~allnet_core.training.splits`: :func:`check_dataset`, :func:`make_splits`.
 - :mod:`~allnet_core.training.feeds`: each fold's feeds, cached (built once on disk) or
   streamed.
 - :mod:`~allnet_core.training.runtime`: precision policy, devices, model building,
   :func:`load_model`, :func:`predict_p_all`.
 - :mod:`~allnet_core.training.callbacks`: per-epoch scoring, selection and commit.
+- :mod:`~allnet_core.training.schedule`: learning-rate schedule and early stopping (Keras'
+  callbacks, rebuilt from the committed history on resume).
 - :mod:`~allnet_core.training.rundir`: the run folder on disk.
 - :mod:`~allnet_core.training.loop`: :func:`cross_validate`.
 """
@@ -60,6 +66,8 @@ from __future__ import annotations
 
 from allnet_core.training.config import (
     FEEDS,
+    LR_SCHEDULES,
+    MONITORS,
     PRECISIONS,
     PROFILES,
     RUNTIME_FIELDS,
@@ -74,6 +82,8 @@ from allnet_core.training.splits import check_dataset, make_splits
 
 __all__ = [
     "FEEDS",
+    "LR_SCHEDULES",
+    "MONITORS",
     "PRECISIONS",
     "PROFILES",
     "RUNTIME_FIELDS",

@@ -69,7 +69,8 @@ def _make_callback(run, fold: int, fold_dir: Path, val: pd.DataFrame, state: dic
         def on_epoch_end(self, epoch, logs=None):
             if self.cancelled:  # the epoch is incomplete: keep the last committed state
                 return
-            logs = {k: float(v) for k, v in (logs or {}).items()}  # waits for the last step
+            keras_logs = logs if logs is not None else {}
+            logs = {k: float(v) for k, v in keras_logs.items()}  # waits for the last step
             train_seconds = time.perf_counter() - self.epoch_started
             p = predict_p_all(self.model, val, config, feed=val_feed)
             m = binary_metrics(y_val, p)
@@ -80,8 +81,10 @@ def _make_callback(run, fold: int, fold_dir: Path, val: pd.DataFrame, state: dic
                                                    "precision", "f1", "mcc", "roc_auc")})
             row["seconds"] = time.perf_counter() - self.epoch_started
             row["train_seconds"] = train_seconds
+            row["lr"] = _learning_rate(self.model)
+            keras_logs.update({k: row[k] for k in ("val_loss", "val_f1")})  # for the schedule
             state["history"].append(row)
-            key = _selection_key(row)
+            key = _selection_key(row, config.monitor)
             improved = state["best_key"] is None or key > tuple(state["best_key"])
             if improved:
                 state["best_key"] = list(key)
@@ -98,11 +101,19 @@ def _make_callback(run, fold: int, fold_dir: Path, val: pd.DataFrame, state: dic
     return _FoldCallback()
 
 
-def _selection_key(row: dict[str, float]) -> tuple[float, float]:
-    """Higher is better: validation F1, then lower validation loss."""
-    f1 = row["val_f1"] if np.isfinite(row["val_f1"]) else -1.0
-    loss = row["val_loss"] if np.isfinite(row["val_loss"]) else math.inf
-    return (round(float(f1), 12), -float(loss))
+def _selection_key(row: dict[str, float], monitor: str = "val_f1") -> tuple[float, float]:
+    """Higher is better: validation F1, then lower validation loss; with ``monitor``
+    ``"val_loss"``, lower validation loss, then F1."""
+    f1 = round(float(row["val_f1"]), 12) if np.isfinite(row["val_f1"]) else -1.0
+    loss = -float(row["val_loss"]) if np.isfinite(row["val_loss"]) else -math.inf
+    return (loss, f1) if monitor == "val_loss" else (f1, loss)
+
+
+def _learning_rate(model) -> float:
+    """The optimizer's current learning rate."""
+    from allnet_core.backend import get_keras
+
+    return float(get_keras().ops.convert_to_numpy(model.optimizer.learning_rate))
 
 
 def _load_fold_state(fold_dir: Path) -> dict[str, Any]:

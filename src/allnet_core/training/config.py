@@ -9,22 +9,22 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
-import numbers
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from allnet_core.errors import ConfigError
+from allnet_core.training._values import _typed
+from allnet_core.training.profiles import PROFILES
 from allnet_core.validation import check_choice
 
 __all__ = [
     "FEEDS",
     "LOSSES",
+    "LR_SCHEDULES",
+    "MONITORS",
     "OPTIMIZERS",
     "PRECISIONS",
     "PROFILES",
@@ -51,25 +51,10 @@ LOSSES: tuple[str, ...] = ("categorical_crossentropy", "categorical_focal_crosse
 RUNTIME_FIELDS: tuple[str, ...] = ("workers", "cache_bytes", "checkpoint_every", "profile",
                                    "feed", "cache_dir")
 
-#: Presets. ``paper`` is the paper's protocol. ``quick`` is a CPU demo, *not* the paper's
-#: model: a small input (64 px), narrow dense layers (256 units, about 3 M parameters),
-#: 3 folds, 300 images per class, 15 epochs, a higher learning rate (1e-4) and a lower
-#: batch-norm momentum (0.9, for runs of a few hundred steps), so that a subject-structured
-#: synthetic dataset trains in minutes on two CPU cores.
-PROFILES: dict[str, dict[str, Any]] = {
-    "paper": {},
-    "quick": {
-        "input_size": 64,
-        "dense_units": 256,
-        "epochs": 15,
-        "per_class": 300,
-        "folds": 3,
-        "batch_size": 16,
-        "lr": 1e-4,
-        "bn_momentum": 0.9,
-        "cache_bytes": 512 * 2**20,
-    },
-}
+#: Values of :attr:`TrainConfig.monitor`: the validation score that picks a fold's best epoch.
+MONITORS: tuple[str, ...] = ("val_f1", "val_loss")
+#: Values of :attr:`TrainConfig.lr_schedule`.
+LR_SCHEDULES: tuple[str, ...] = ("constant", "plateau")
 
 # Numeric fields and the range each must lie in, checked in this order by validate().
 _RANGES: dict[str, tuple[str, Callable[[Any], bool]]] = {
@@ -84,6 +69,9 @@ _RANGES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "dense_dropout": ("in [0, 1)", lambda v: 0.0 <= v < 1.0),
     "dense_units": (">= 1", lambda v: v >= 1),
     "bn_momentum": ("in [0, 1)", lambda v: 0.0 <= v < 1.0),
+    "lr_patience": (">= 1", lambda v: v >= 1),
+    "early_stopping": (">= 0", lambda v: v >= 0),
+    "stain_jitter": ("in [0, 1)", lambda v: 0.0 <= v < 1.0),
     "checkpoint_every": (">= 1", lambda v: v >= 1),
     "workers": (">= 1", lambda v: v >= 1),
     "cache_bytes": (">= 0", lambda v: v >= 0),
@@ -165,6 +153,22 @@ class TrainConfig:
     epoch_flips : bool
         Flip and turn every training image by a random symmetry of the square, anew every
         epoch (cheap, on the batch). Off in the paper's protocol.
+    monitor : {"val_f1", "val_loss"}
+        The validation score that picks each fold's best epoch (its weights become the
+        fold's model) and the best fold, and that early stopping and the ``plateau``
+        schedule watch: F1 (ties: lower loss) or cross-entropy (ties: higher F1).
+    lr_schedule : {"constant", "plateau"}
+        ``"plateau"``: halve the learning rate after ``lr_patience`` epochs without
+        improvement, down to ``lr / 32`` (Keras' ``ReduceLROnPlateau``; beyond the paper).
+    lr_patience : int
+        Epochs without improvement before the ``plateau`` schedule halves the rate.
+    early_stopping : int
+        Stop a fold after this many epochs without improvement (Keras' ``EarlyStopping``),
+        keeping its best epoch. 0 (the paper): train all ``epochs``.
+    stain_jitter : float
+        Scale the red, green and blue of every training image by random factors in
+        ``[1 - s, 1 + s]``, anew every epoch (stain and camera differences between labs;
+        beyond the paper). 0: off.
     profile : str
         Name of the preset the values came from (informational; see :data:`PROFILES`).
     """
@@ -192,6 +196,11 @@ class TrainConfig:
     feed: str = "cached"
     cache_dir: str | None = None
     epoch_flips: bool = False
+    monitor: str = "val_f1"
+    lr_schedule: str = "constant"
+    lr_patience: int = 2
+    early_stopping: int = 0
+    stain_jitter: float = 0.0
     profile: str = "paper"
 
     def __post_init__(self) -> None:
@@ -215,6 +224,8 @@ class TrainConfig:
         check_choice(self.optimizer, OPTIMIZERS, "optimizer")
         check_choice(self.loss, LOSSES, "loss")
         check_choice(self.feed, FEEDS, "feed")
+        check_choice(self.monitor, MONITORS, "monitor")
+        check_choice(self.lr_schedule, LR_SCHEDULES, "lr_schedule")
 
     @classmethod
     def from_profile(cls, profile: str = "paper", **overrides: Any) -> TrainConfig:
@@ -266,30 +277,6 @@ class TrainConfig:
             if where is None:
                 raise
             raise ConfigError(f"{where}: {exc}") from None
-
-
-def _typed(name: str, value: Any, kind: str) -> Any:
-    """``value`` as the field's type (``kind``: the annotation's name), or a ConfigError."""
-    got = f"got {value!r} ({type(value).__name__})"
-    if kind == "bool":
-        if isinstance(value, bool | np.bool_):
-            return bool(value)
-        raise ConfigError(f"{name} must be true or false, {got}")
-    if kind == "str | None" and (value is None or isinstance(value, os.PathLike)):
-        return None if value is None else os.fspath(value)
-    if kind in ("str", "str | None"):
-        if isinstance(value, str):
-            return value
-        raise ConfigError(f"{name} must be a string, {got}")
-    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
-        raise ConfigError(f"{name} must be {'a whole' if kind == 'int' else 'a'} number, {got}")
-    if not math.isfinite(value):
-        raise ConfigError(f"{name} must be a finite number, {got}")
-    if kind == "int":
-        if value != int(value):
-            raise ConfigError(f"{name} must be a whole number, {got}")
-        return int(value)
-    return float(value)
 
 
 def _check_field_names(values: Mapping[str, Any]) -> None:

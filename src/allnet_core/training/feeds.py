@@ -88,14 +88,14 @@ def make_fold_feeds(config: TrainConfig, train: pd.DataFrame, plan: pd.DataFrame
     replicas, shard = _data_parallel()
     if caches is None:
         feed = _feed(train, config, plan=plan, augmenter=augmenter, shuffle=True, seed=seed,
-                     epoch=epoch, flips=config.epoch_flips)
+                     epoch=epoch, flips=config.epoch_flips, jitter=config.stain_jitter)
         return feed, None
     from allnet_core.feed import make_cached_feed
 
     feed = make_cached_feed(caches.train.path, caches.train_labels,
                             batch_size=config.batch_size, shuffle=True, seed=seed, epoch=epoch,
                             flips=config.epoch_flips, batch_multiple=replicas, shard=shard,
-                            workers=config.workers)
+                            workers=config.workers, jitter=config.stain_jitter)
     val_feed = make_cached_feed(caches.val.path, caches.val_labels,
                                 batch_size=config.batch_size * max(1, 64 // config.batch_size),
                                 shuffle=False,

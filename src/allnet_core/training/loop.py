@@ -40,6 +40,7 @@ from allnet_core.training.runtime import (
     load_model,
     predict_p_all,
 )
+from allnet_core.training.schedule import fold_schedule
 from allnet_core.training.splits import _role_table, _verify_files, make_splits
 
 __all__ = ["TrainResult", "cross_validate"]
@@ -142,12 +143,13 @@ def _train_fold(run: _Run, splits: pd.DataFrame, fold: int) -> dict[str, Any]:
         emit(run.progress, "fold_start", fold=fold, folds=config.folds, epochs=config.epochs,
              start_epoch=start + 1, n_train=len(train), n_train_balanced=len(plan),
              n_val=len(val), batches=run.batches, feed=config.feed)
-        if start < config.epochs:
+        schedule, stopped = fold_schedule(model, config, state["history"])
+        if start < config.epochs and not stopped:
             if start:
                 keras.utils.set_random_seed(config.seed * 1000 + fold * 100 + start)
             callback = _make_callback(run, fold, fold_dir, val, state, val_feed)
             model.fit(feed, epochs=config.epochs, initial_epoch=start, verbose=0,
-                      shuffle=False, callbacks=[feed.epoch_callback(), callback])
+                      shuffle=False, callbacks=[feed.epoch_callback(), callback, *schedule])
             if callback.cancelled:
                 done = state["checkpoint_epoch"] if state.get("checkpoint") else 0
                 emit(run.progress, "cancelled", fold=fold, epoch=done)
@@ -284,11 +286,12 @@ def cross_validate(
                              started)
 
 
-def _best_fold(fold_metrics: list[dict[str, Any]]) -> int:
-    """1-based number of the fold with the highest validation F1 (the first of equals);
-    a fold whose F1 is undefined ranks below any defined one."""
-    keys = [_selection_key({"val_f1": as_float(m["f1"]), "val_loss": as_float(m["loss"])})
-            for m in fold_metrics]
+def _best_fold(fold_metrics: list[dict[str, Any]], monitor: str = "val_f1") -> int:
+    """1-based number of the fold with the highest validation F1 (the first of equals; with
+    ``monitor`` ``"val_loss"``: the lowest validation loss); a fold whose figure is undefined
+    ranks below any defined one."""
+    keys = [_selection_key({"val_f1": as_float(m["f1"]), "val_loss": as_float(m["loss"])},
+                           monitor) for m in fold_metrics]
     return int(np.argmax([k[0] for k in keys])) + 1
 
 
@@ -307,7 +310,7 @@ def _run_protocol(run_dir: Path, config: TrainConfig, table: pd.DataFrame,
     for fold in range(1, config.folds + 1):
         check_cancel(cancel, "training")
         fold_metrics.append(_train_fold(run, splits, fold))
-    best_fold = _best_fold(fold_metrics)
+    best_fold = _best_fold(fold_metrics, config.monitor)
     holdout = _score_holdout(run, splits, best_fold)
     from allnet_core.training.trust import write_trust  # calibration, scope, model card
 

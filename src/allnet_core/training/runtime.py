@@ -170,7 +170,7 @@ def _save_model(model, path: Path) -> None:
 
 def _feed(table: pd.DataFrame, config: TrainConfig, plan=None, augmenter=None,
           shuffle: bool = False, seed: int = 0, batch_size: int | None = None,
-          epoch: int = 0, flips: bool = False):
+          epoch: int = 0, flips: bool = False, jitter: float = 0.0):
     """The on-the-fly feed of ``table``: training (``shuffle``: partial batches trimmed to
     the replicas) or prediction (partial batches padded)."""
     from allnet_core.feed import TrainingFeed
@@ -181,7 +181,7 @@ def _feed(table: pd.DataFrame, config: TrainConfig, plan=None, augmenter=None,
         batch_size=batch_size or config.batch_size, input_size=config.input_size,
         augmenter=augmenter, shuffle=shuffle, seed=seed, workers=config.workers,
         cache_bytes=config.cache_bytes, epoch=epoch, flips=flips, batch_multiple=replicas,
-        pad=not shuffle,
+        pad=not shuffle, jitter=jitter,
     )
 
 

@@ -1,14 +1,20 @@
-"""How long a training run will take, shown by "Train ALLNet" before Start.
+"""How long a training run takes: the one estimator, used by ``allnet train --help``, the
+napari "Train ALLNet" widget (before Start) and the run report (expected beside actual).
 
 The estimate is ``folds x epochs x 2 x per_class`` training images (the balanced training
-part of every fold and epoch) at a measured training speed, times :data:`OVERHEAD` for
-validation after every epoch, checkpoints and the hold-out scoring.
+part of every fold and epoch, so it does not grow with the number of cells) at a measured
+training speed, times :data:`OVERHEAD` for validation after every epoch, checkpoints, the
+image caches and the hold-out scoring. With early stopping, ``epochs`` is a maximum, so the
+estimate is an upper bound.
 
 Where the figures come from (all on 2 shared CPU cores, TensorFlow 2.21 CPU, batch 16):
 
 * 64 px input, 256-unit dense layers (the ``quick`` profile's model): 86.2 images/s;
   64 px, 4096-unit dense layers: 34.7 images/s. ``docs/training.md``, section "Speed"
   (``python benchmarks/train_speed.py [--dense-units 256]``).
+* 128 px input, 256-unit dense layers (the ``cpu`` profile's model): 17.9 images/s,
+  ``python benchmarks/train_speed.py --input-size 128 --dense-units 256`` (load average
+  about 2; docs/training.md, "Choosing a profile").
 * 450 px input, 4096-unit dense layers (ALLNet as in the paper): 1.0 images/s.
   ``docs/augmentation.md``, the ``benchmarks/feed_speed.py`` row (ALLNet
   ``train_on_batch`` at 450x450).
@@ -19,6 +25,8 @@ Where the figures come from (all on 2 shared CPU cores, TensorFlow 2.21 CPU, bat
 Other input sizes scale from the nearest measured size by the number of pixels (the
 convolutions dominate). No GPU speed has been measured yet, so on a GPU the text says so
 and gives the CPU figure as an upper bound.
+
+Only the standard library is imported here.
 """
 
 from __future__ import annotations
@@ -26,12 +34,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["CPU_SPEEDS", "OVERHEAD", "estimate_seconds", "estimate_text", "format_duration"]
+__all__ = ["CPU_SPEEDS", "OVERHEAD", "estimate_seconds", "estimate_text", "format_duration",
+           "profile_line"]
 
 #: Measured CPU training speeds, ``{(input_size, dense_units): images per second}``.
 CPU_SPEEDS: dict[tuple[int, int], float] = {
     (64, 256): 86.2,
     (64, 4096): 34.7,
+    (128, 256): 17.9,
     (450, 4096): 1.0,
 }
 #: Validation, checkpoints and hold-out scoring on top of the training images.
@@ -51,7 +61,8 @@ def _speed(input_size: int, dense_units: int) -> float:
 
 
 def estimate_seconds(config: dict[str, Any]) -> float:
-    """Seconds a run of ``config`` (TrainConfig fields) takes on 2 CPU cores."""
+    """Seconds a run of ``config`` (TrainConfig fields) takes on 2 CPU cores, at most (all
+    ``epochs`` of every fold)."""
     images = config["folds"] * config["epochs"] * 2 * config["per_class"]
     return OVERHEAD * images / _speed(int(config["input_size"]), int(config["dense_units"]))
 
@@ -69,10 +80,14 @@ def format_duration(seconds: float) -> str:
     return f"about {hours / 24:.0f} days"
 
 
+def _bound(config: dict[str, Any]) -> str:
+    return "at most " if config.get("early_stopping") else ""
+
+
 def estimate_text(config: dict[str, Any], device: str | None = None) -> str:
     """One line on the run's expected length on ``device`` ("CPU", "GPU" or None)."""
     images = config["folds"] * config["epochs"] * 2 * config["per_class"]
-    cpu = format_duration(estimate_seconds(config))
+    cpu = _bound(config) + format_duration(estimate_seconds(config))
     work = (f"{config['folds']} folds x {config['epochs']} epochs x "
             f"{2 * config['per_class']:,} images ({images:,} at {config['input_size']} px)")
     if device == "GPU":
@@ -81,3 +96,18 @@ def estimate_text(config: dict[str, Any], device: str | None = None) -> str:
     where = "the CPU" if device == "CPU" else "a CPU"
     return (f"Estimated length on {where}: {cpu} for {work} (speed measured on 2 cores; "
             "more cores are faster).")
+
+
+def profile_line(name: str, device: str | None = None) -> str:
+    """One line on a preset of :data:`~allnet_core.training.PROFILES`: what it is for, its
+    input size, epochs and expected time on ``device`` ("CPU", "GPU" or None: a CPU)."""
+    from allnet_core.training.config import TrainConfig
+    from allnet_core.training.profiles import PROFILE_USES
+
+    c = TrainConfig.from_profile(name).to_dict()
+    epochs = f"up to {c['epochs']}" if c["early_stopping"] else str(c["epochs"])
+    cpu = _bound(c) + format_duration(estimate_seconds(c))
+    when = (f"GPU speed not measured, {cpu} on 2 CPU cores" if device == "GPU"
+            else f"{cpu} on 2 CPU cores")
+    return (f"{name}: {PROFILE_USES.get(name, '')}; {c['input_size']} px, {epochs} epochs x "
+            f"{c['folds']} folds; {when}")
