@@ -36,16 +36,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _rss import RssPeak, rss_bytes  # noqa: E402
 
 
 def _synth_cells(n_base: int, seed: int, size: int) -> list[np.ndarray]:
@@ -92,30 +93,7 @@ def write_cells(folder: Path, n: int, size: int = 450,
 
 
 def rss_mb() -> float:
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-class RssPeak:
-    """Samples the RSS (MiB) every ``interval`` s in a thread while in the block."""
-
-    def __init__(self, interval: float = 0.005):
-        self.interval, self.peak = interval, rss_mb()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        while not self._stop.wait(self.interval):
-            self.peak = max(self.peak, rss_mb())
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, rss_mb())
+    return rss_bytes() / 2**20
 
 
 def _tiny_model(keras, size: int):
@@ -162,7 +140,7 @@ def child(listing: Path, n: int, workers: int, feed_kind: str, size: int) -> dic
     paths, labels = table["paths"][:n], table["labels"][:n]
     plan = _plan(labels)
     before = rss_mb()
-    with RssPeak() as sampled:
+    with RssPeak(interval=0.005) as sampled:
         feed, built = _make_feed(feed_kind, paths, labels, plan, size, workers,
                                  listing.parent)
         t0 = time.perf_counter()
@@ -170,7 +148,7 @@ def child(listing: Path, n: int, workers: int, feed_kind: str, size: int) -> dic
         seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"n": n, "samples": feed.num_samples, "batches": len(feed),
-            "rss_framework": framework, "rss_before": before, "peak_feed": sampled.peak,
+            "rss_framework": framework, "rss_before": before, "peak_feed": sampled.peak / 2**20,
             "peak": peak, "seconds": seconds,
             "build_seconds": built, "images_per_s": feed.num_samples / seconds}
 

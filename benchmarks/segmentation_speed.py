@@ -35,7 +35,6 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse  # noqa: E402
 import gc  # noqa: E402
 import sys  # noqa: E402
-import threading  # noqa: E402
 import time  # noqa: E402
 import tracemalloc  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -45,6 +44,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _bccd  # noqa: E402
+from _rss import RssPeak, rss_bytes  # noqa: E402
 
 from allnet_core.segmentation import label_cells, segment_paper  # noqa: E402
 
@@ -190,23 +190,6 @@ def big_field(fields, side: int) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate(rows, axis=0)[:side, :side])
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-class _RssPeak:
-    """Samples this process' RSS every ``interval`` s in a thread; ``peak`` in bytes."""
-
-    def __init__(self, interval: float = 0.002):
-        self.interval, self.peak = interval, _rss_bytes()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        while not self._stop.wait(self.interval):
-            self.peak = max(self.peak, _rss_bytes())
-
     def __enter__(self):
         self._thread.start()
         return self
@@ -214,17 +197,17 @@ class _RssPeak:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, _rss_bytes())
+        self.peak = max(self.peak, rss_bytes())
 
 
 def bench_memory(fields, side: int) -> float:
     rgb = big_field(fields, side)
     label_cells(fields[0])  # warm: imports and first-call caches are not the field's cost
     gc.collect()
-    rss0 = _rss_bytes()
+    rss0 = rss_bytes()
     tracemalloc.start()
     t0 = time.perf_counter()
-    with _RssPeak() as sampler:
+    with RssPeak(interval=0.002) as sampler:
         labels = label_cells(rgb)
     dt = time.perf_counter() - t0
     _, peak = tracemalloc.get_traced_memory()
