@@ -12,7 +12,7 @@ ones tend to, and overlap enough that no classifier can be perfect:
   any input size;
 * from ``z_f`` follow the fine-scale cues, as in real cells (:data:`FINE_CUES`): the
   chromatin (finely granular in blasts, clumped into dark specks in healthy cells, both a
-  7 to 10 pixels wide at 450 px), nucleoli (small pale spots, mostly in blasts) and the nuclear
+  few pixels wide at 450 px), nucleoli (small pale spots, mostly in blasts) and the nuclear
   contour (notched in blasts, smooth in healthy cells). A 64 px model input averages most
   of them away, a 128 px one keeps more, so drawing cells large and training at two input
   sizes shows how much a model loses at 64 px;
@@ -40,13 +40,11 @@ _FINE_SHIFT = 1.45  # of the fine cues; both: Phi(hypot(1.0, 1.45)) = Phi(1.76) 
 _SHADE_FLOOR = 0.4  # darkest chromatin, relative to the nucleus colour
 
 #: The fine-scale class cues and their size (diameter, or depth of the notches) in pixels
-#: of a 450 px frame, where the cell (a lymphocyte of about 8 um) is about 200 px wide, so
-#: 25 px per um: chromatin grain about 0.3 um (near the optical limit), clumps 0.4 um,
-#: nucleoli 0.5 um, notches 0.3 um deep, as in stained lymphoid cells. One pixel of a 128 px
-#: model input spans 3.5 of them, so the cues are 2 to 3.5 pixels there; one pixel of a
-#: 64 px input spans 7, where they are about one pixel and mostly averaged away.
-FINE_CUES = {"chromatin grain": 7.0, "chromatin clumps": 10.0, "nucleoli": 12.0,
-             "nuclear notches": 8.0}
+#: of a 450 px frame, where the cell is about 200 px wide. One pixel of a 128 px model input
+#: spans 3.5 of them, one of a 64 px input 7: the chromatin patterns keep about half of
+#: their contrast at 128 px and a quarter at 64 px.
+FINE_CUES = {"chromatin grain": 3.0, "chromatin clumps": 4.0, "nucleoli": 5.0,
+             "nuclear notches": 3.0}
 
 
 @dataclass(frozen=True)
