@@ -190,16 +190,6 @@ def big_field(fields, side: int) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate(rows, axis=0)[:side, :side])
 
 
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, rss_bytes())
-
-
 def bench_memory(fields, side: int) -> float:
     rgb = big_field(fields, side)
     label_cells(fields[0])  # warm: imports and first-call caches are not the field's cost
