@@ -91,12 +91,9 @@ def classify(request, progress, cancel, *, models: ModelCache) -> dict[str, Any]
     tta, gradcam = flag(request, "tta"), flag(request, "gradcam")
     kwargs: dict[str, Any] = {"tta": tta, "gradcam": gradcam, "progress": progress,
                               "cancel": cancel}
-    if request.get("batch_size") is not None:
-        kwargs["batch_size"] = positive_int(request, "batch_size")
-    if request.get("mode") is not None:
-        kwargs["mode"] = choice(request, "mode", MODES)
-    if request.get("uncertain") is not None:
-        kwargs["uncertain"] = band(request, "uncertain")
+    optional(request, kwargs, "batch_size", positive_int)
+    optional(request, kwargs, "mode", choice, MODES)
+    optional(request, kwargs, "uncertain", band)
     if not request.get("labels_path") and is_large_image(image_path):
         return classify_large_job(request, progress, cancel, models=models)
     rgb = read_rgb(image_path)
@@ -160,14 +157,10 @@ def classify_files(request, progress, cancel, *, models: ModelCache) -> dict[str
     out_dir = check_output_dir(required(request, "out_dir"), "out_dir")
     model = required(request, "model")
     kwargs: dict[str, Any] = {"tta": flag(request, "tta"), "skip_bad": flag(request, "skip_bad")}
-    if request.get("batch_size") is not None:
-        kwargs["batch_size"] = positive_int(request, "batch_size")
-    if request.get("mode") is not None:
-        kwargs["mode"] = choice(request, "mode", MODES)
-    if request.get("threshold") is not None:
-        kwargs["threshold"] = fraction(request, "threshold")
-    if request.get("uncertain") is not None:
-        kwargs["uncertain"] = band(request, "uncertain", kwargs.get("threshold", 0.5))
+    optional(request, kwargs, "batch_size", positive_int)
+    optional(request, kwargs, "mode", choice, MODES)
+    optional(request, kwargs, "threshold", fraction)
+    optional(request, kwargs, "uncertain", band, kwargs.get("threshold", 0.5))
     if flag(request, "gradcam"):
         kwargs["gradcam_dir"] = out_dir / "gradcam"
     progress({"kind": "stage", "stage": "loading model", "model": model})
@@ -249,6 +242,14 @@ def run_summary(run_dir: Path, result: Any) -> dict[str, Any]:
         "folds": result.folds,
         "holdout": result.holdout,
     }
+
+
+def optional(request: dict[str, Any], kwargs: dict[str, Any], key: str,
+             parse: Callable[..., Any], *args: Any) -> None:
+    """Set ``kwargs[key]`` to ``parse(request, key, *args)`` when the request gives ``key``
+    (not null); otherwise leave the callee's default."""
+    if request.get(key) is not None:
+        kwargs[key] = parse(request, key, *args)
 
 
 def required(request: dict[str, Any], key: str) -> str:
