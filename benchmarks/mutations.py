@@ -266,9 +266,9 @@ CALIBRATION = [
              (TRUST_TESTS, "-k", "call_rule")),
     Mutation("scope-scale-ignored", "distances are not scaled by the validation percentile",
              "src/allnet_core/model/scope.py",
-             "scale = float(np.percentile(ref.distance(val), percentile))",
-             "scale = 1.0",
-             (TRUST_TESTS, "-k", "one_percent or own_validation")),
+             "scale=float(np.percentile(distances, percentile))",
+             "scale=1.0",
+             (TRUST_TESTS, "-k", "half_a_percent or own_validation or new_subjects")),
     Mutation("all-fraction-counts-unsure", "the ALL fraction divides by every cell, uncertain "
              "and out-of-scope ones too", CALLS,
              "confident = n_pos + n_neg",

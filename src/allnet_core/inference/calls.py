@@ -3,7 +3,7 @@
 A cell is called, in this order:
 
 1. ``out_of_scope`` when its out-of-scope score is above 1: its features lie farther from
-   the training cells' than those of 99 % of the validation cells (see
+   the training cells' than those of 99.5 % of the validation cells (see
    :mod:`allnet_core.model.scope`). The model never saw such a cell; its P(ALL) means
    nothing. Models without a card have no reference and never call this.
 2. ``uncertain`` when its calibrated P(ALL) lies strictly inside the uncertain band

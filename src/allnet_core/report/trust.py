@@ -72,7 +72,7 @@ def card_markdown(card: Mapping[str, Any], card_file: str,
         f"Calls on the hold-out (uncertain band {hold.get('uncertain_band')}): "
         f"{100 * (hold.get('uncertain_fraction') or 0):.1f} % uncertain, "
         f"{100 * (hold.get('out_of_scope_fraction') or 0):.1f} % out of scope. The "
-        f"out-of-scope threshold is the {_num(oos.get('percentile'), 0)}th percentile of "
+        f"out-of-scope threshold is the {_num(oos.get('percentile'), 1)}th percentile of "
         f"{oos.get('n_validation', '?')} {oos.get('threshold_on', '')} ({oos.get('method', '')};"
         f" features entering layer `{oos.get('feature_layer', '')}`).", "",
         "### Hold-out calls per subject", "", *_calls_table(hold.get("per_subject") or []),

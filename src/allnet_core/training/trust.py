@@ -96,7 +96,8 @@ def _fit(model, run, splits, best_fold):
     p_val, f_val = _predict(model, val, run.config)
     y_val = labels_to_int(val["label"].to_numpy())
     calibration = fit_temperature(y_val, p_val)
-    scope = fit_scope(f_train, f_val)
+    scope = fit_scope(f_train, f_val, train_subjects=train["subject"].to_numpy(str),
+                      val_subjects=val["subject"].to_numpy(str))
     cal = {**calibration.to_dict(), "fitted_on": f"validation cells of fold {best_fold}",
            "n": int(len(val)),
            "validation_ece_before": expected_calibration_error(y_val, p_val),
@@ -179,8 +180,10 @@ def write_trust(run, splits: pd.DataFrame, best_fold: int) -> dict[str, Any]:
         "out_of_scope": {"method": "larger of two Mahalanobis distances (Ledoit-Wolf "
                                    "covariance): model features and cell size and stain",
                          "feature_layer": feature_layer_name(loaded.model),
-                         "fitted_on": f"training cells of fold {best_fold}",
-                         "threshold_on": f"validation cells of fold {best_fold}",
+                         "fitted_on": f"training cells of fold {best_fold} (size and "
+                                      "stain: and its validation cells)",
+                         "threshold_on": f"validation cells of fold {best_fold} (size and "
+                                         "stain: leave-one-subject-out)",
                          "holdout_flagged": holdout["out_of_scope_fraction"]},
         "intended_use": RESEARCH_USE,
     }
