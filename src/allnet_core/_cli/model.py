@@ -94,7 +94,7 @@ def format_card(path: Path, card, verdict) -> str:
         f"{100 * (hold.get('uncertain_fraction') or 0):.1f} % of hold-out cells",
         f"out of scope: {oos.get('method')} (features entering layer "
         f"{oos.get('feature_layer')!r}) to {oos.get('n_reference')} {oos.get('fitted_on')}; "
-        f"threshold: {_num(oos.get('percentile'), 0)}th percentile of {oos.get('n_validation')}"
+        f"threshold: {_num(oos.get('percentile'), 1)}th percentile of {oos.get('n_validation')}"
         f" {oos.get('threshold_on')}; {100 * (oos.get('holdout_flagged') or 0):.1f} % of "
         "hold-out cells flagged",
         "hold-out per subject: cells, ALL, HEM, uncertain, out of scope, ALL fraction of the "
@@ -103,6 +103,6 @@ def format_card(path: Path, card, verdict) -> str:
         frac = r.get("all_fraction")
         ci = "-" if frac is None else (f"{100 * frac:.0f} % ({100 * r['all_fraction_low']:.0f}"
                                        f" to {100 * r['all_fraction_high']:.0f} %)")
-        lines.append(f"  {r['subject']:<8} {r.get('label', ''):<4} {r['cells']:>5} {r['ALL']:>5}"
+        lines.append(f"  {r['subject']:<8} {r.get('true_class', ''):<4} {r['cells']:>5} {r['ALL']:>5}"
                      f" {r['HEM']:>5} {r['uncertain']:>5} {r['out_of_scope']:>5}  {ci}")
     return "\n".join(lines)
