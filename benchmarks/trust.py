@@ -1,12 +1,16 @@
 """How far to trust a trained model: calibration and out-of-scope flags, measured.
 
 Trains (or reuses) the ``allnet demo`` model: the quick profile on a subject-structured
-synthetic C-NMC-like dataset (32 subjects x 25 cells), then measures
+synthetic C-NMC-like dataset (32 subjects x 25 cells drawn at 96 px; ``--profile cpu
+--size 450 --subjects 40`` for the ``cpu`` profile on ~1,000 cells drawn at C-NMC's size),
+then measures
 
 * calibration: the expected calibration error (ECE, 10 bins of P(ALL)) before and after the
   card's temperature scaling, on the run's hold-out subjects and on cells of new synthetic
-  subjects (another seed; 96 subjects x 25 cells by default, so that the ECE's sampling
-  noise is small), with the ECE a perfectly calibrated model would show on the same cells
+  subjects (another seed; 480 subjects x 5 cells by default: 2400 cells, so that the ECE's
+  sampling noise is small, from many subjects, because a subject's stain, brightness and
+  magnification move all of its cells together and a few dozen subjects can sit well off
+  the population's mean), with the ECE a perfectly calibrated model would show on the same cells
   (the noise floor) and a 95 % interval by bootstrap over subjects; the same for the model
   made deliberately over-confident (its logits multiplied by ``--overconfident``,
   temperature refitted on the best fold's validation cells); and, for comparison, Platt
@@ -19,7 +23,8 @@ synthetic C-NMC-like dataset (32 subjects x 25 cells), then measures
 
 Usage::
 
-    ALLNET_DATA_DIR=... python benchmarks/trust.py [--out DIR] [--epochs 15] [--refit]
+    ALLNET_DATA_DIR=... python benchmarks/trust.py [--out DIR] [--profile quick] [--size 96]
+        [--subjects 32] [--test-subjects 480] [--test-cells 5] [--epochs N] [--refit]
 
 About 45 minutes on 2 busy CPU cores for the training (reused when ``DIR/run`` is complete),
 a few minutes for the measurements. Prints a Markdown table and writes ``DIR/trust.json``.
@@ -40,17 +45,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _trust_data  # noqa: E402
 
 
-def _data(out: Path, subjects: int, cells: int, test_subjects: int) -> tuple[Path, Path]:
+def _data(out: Path, subjects: int, cells: int, test_subjects: int, test_cells: int,
+          size: int) -> tuple[Path, Path]:
     from allnet_core.synthetic import write_cnmc_dataset
 
-    data, test = out / "data", out / f"test_data_{test_subjects}"
-    for folder, seed, n in ((data, 0, subjects), (test, 10_000, test_subjects)):
+    data, test = out / "data", out / f"test_data_{test_subjects}x{test_cells}"
+    for folder, seed, n, k in ((data, 0, subjects, cells),
+                               (test, 10_000, test_subjects, test_cells)):
         if not (folder / "C-NMC_Leukemia").is_dir():
-            write_cnmc_dataset(folder, subjects=n, cells_per_subject=cells, seed=seed, size=96)
+            write_cnmc_dataset(folder, subjects=n, cells_per_subject=k, seed=seed, size=size)
     return data, test
 
 
-def _train(data: Path, run: Path, epochs: int | None, refit: bool):
+def _train(data: Path, run: Path, profile: str, epochs: int | None, refit: bool):
     """The run's best model with a card (trained, resumed, or its card refitted)."""
     import pandas as pd
 
@@ -61,7 +68,7 @@ def _train(data: Path, run: Path, epochs: int | None, refit: bool):
 
     report = run / "report.json"
     if not report.is_file():
-        config = TrainConfig.from_profile("quick", epochs=epochs)
+        config = TrainConfig.from_profile(profile, epochs=epochs)
         t0 = time.perf_counter()
         cross_validate(data, config, run, resume=True)
         print(f"trained in {(time.perf_counter() - t0) / 60:.1f} min", file=sys.stderr)
@@ -175,10 +182,14 @@ def _flag_rates(clf, root: Path | None, test_crops) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("trust-benchmark"))
-    parser.add_argument("--epochs", type=int, default=None, help="quick profile's 15")
+    parser.add_argument("--profile", default="quick", help="training profile (quick)")
+    parser.add_argument("--size", type=int, default=96,
+                        help="side of the synthetic cells in pixels (96; 450 like C-NMC)")
+    parser.add_argument("--epochs", type=int, default=None, help="the profile's")
     parser.add_argument("--subjects", type=int, default=32)
     parser.add_argument("--cells", type=int, default=25)
-    parser.add_argument("--test-subjects", type=int, default=96)
+    parser.add_argument("--test-subjects", type=int, default=480)
+    parser.add_argument("--test-cells", type=int, default=5, help="cells per new subject")
     parser.add_argument("--overconfident", type=float, default=4.0)
     parser.add_argument("--refit", action="store_true", help="recompute the card")
     args = parser.parse_args(argv)
@@ -186,8 +197,9 @@ def main(argv=None) -> int:
 
     root = os.environ.get("ALLNET_DATA_DIR")
     root = Path(root) if root and Path(root).is_dir() else None
-    data, test_dir = _data(args.out, args.subjects, args.cells, args.test_subjects)
-    best, best_fold = _train(data, args.out / "run", args.epochs, args.refit)
+    data, test_dir = _data(args.out, args.subjects, args.cells, args.test_subjects,
+                           args.test_cells, args.size)
+    best, best_fold = _train(data, args.out / "run", args.profile, args.epochs, args.refit)
     clf = Classifier.load(best)
     card = clf.card.data
     test = _images(test_dir)
