@@ -34,7 +34,9 @@ class EvaluationResult:
     predictions : pandas.DataFrame
         One row per image, :func:`allnet_core.metrics.prediction_table`: ``source``,
         ``subject``, ``true_class``, ``class`` (ALL or HEM at the threshold), ``p_all``
-        (calibrated by the model card), then ``p_all_raw`` (uncalibrated).
+        (calibrated by the model card), then ``p_all_raw`` (uncalibrated), ``call``
+        (ALL, HEM, uncertain or out_of_scope, as ``allnet classify`` calls cells) and
+        ``oos_score`` (``nan`` for a model without a card).
     per_subject : pandas.DataFrame
         From :func:`allnet_core.metrics.per_subject_summary`.
     report : pathlib.Path or None
@@ -45,6 +47,8 @@ class EvaluationResult:
         ECE and reliability bins of raw and calibrated P(ALL)
         (:func:`allnet_core.model.calibration.calibration_summary`) and ``calibrated``
         (whether the model had a usable card).
+    calls : dict
+        :func:`allnet_core.inference.calls.call_counts` of the ``call`` column.
     """
 
     metrics: dict[str, Any]
@@ -53,6 +57,7 @@ class EvaluationResult:
     report: Path | None
     model: Path
     calibration: dict[str, Any] = field(repr=False, default_factory=dict)
+    calls: dict[str, Any] = field(default_factory=dict)
 
 
 #: The model file of a ``.keras`` path or of a run folder: the one finder, shared with
@@ -112,6 +117,7 @@ def evaluate(
     """
     from allnet_core.datasets.table import as_table
     from allnet_core.feed import TrainingFeed
+    from allnet_core.inference.calls import DEFAULT_UNCERTAIN, call_cells, call_counts
     from allnet_core.io import check_output_dir
     from allnet_core.metrics import (
         binary_metrics,
@@ -133,19 +139,19 @@ def evaluate(
                         batch_size=batch_size, input_size=size, augmenter=None,
                         shuffle=False)
     predictor = Predictor(loaded)
-    probs = []
-    for i in range(len(feed)):
-        check_cancel(cancel, "evaluation")
-        x, _ = feed[i]
-        probs.append(predictor.p_positive(x, batch_size))
-        emit(progress, "evaluate_batch", batch=i + 1, batches=len(feed))
-    p_raw = np.concatenate(probs)[: len(table)] if probs else np.zeros(0)
+    p_raw, rows = _predict(predictor, feed, batch_size, progress, cancel)
+    p_raw = p_raw[: len(table)]
     p = predictor.calibrate(p_raw)
+    oos = predictor.oos_score(None if rows is None else rows[: len(table)])
+    if not len(oos):
+        oos = np.full(len(table), np.nan)
     metrics = binary_metrics(table["label"].to_numpy(), p, threshold=threshold)
     calibration = {**calibration_summary(labels_to_int(table["label"].to_numpy()), p_raw, p),
                    "calibrated": bool(loaded.card is not None and loaded.card.usable)}
     metrics.update(ece_before=calibration["ece_before"], ece_after=calibration["ece_after"])
-    predictions = prediction_table(table, p, threshold).assign(p_all_raw=p_raw)
+    calls = call_cells(p, oos, threshold, DEFAULT_UNCERTAIN)
+    predictions = prediction_table(table, p, threshold).assign(p_all_raw=p_raw, call=calls,
+                                                               oos_score=oos)
     per_subject = per_subject_summary(predictions, threshold=threshold)
     report = None
     if out_dir is not None:
@@ -157,7 +163,25 @@ def evaluate(
                                       if isinstance(v, int | float)})
     return EvaluationResult(metrics=metrics, predictions=predictions,
                             per_subject=per_subject, report=report, model=path,
-                            calibration=calibration)
+                            calibration=calibration, calls=call_counts(calls))
+
+
+def _predict(predictor, feed, batch_size: int, progress, cancel):
+    """Raw P(ALL) of every batch of ``feed`` and, when the model has an out-of-scope
+    reference, the rows its score needs (else ``None``), from one pass each."""
+    probs, rows = [], []
+    for i in range(len(feed)):
+        check_cancel(cancel, "evaluation")
+        x, _ = feed[i]
+        if predictor.scope is None:
+            probs.append(predictor.p_positive(x, batch_size))
+        else:
+            pr, features = predictor.predict_batch_features(x, batch_size)
+            probs.append(np.clip(pr[:, predictor.positive_index].astype(np.float64), 0, 1))
+            rows.append(features)
+        emit(progress, "evaluate_batch", batch=i + 1, batches=len(feed))
+    p_raw = np.concatenate(probs) if probs else np.zeros(0)
+    return p_raw, (np.concatenate(rows) if rows else None)
 
 
 def _load_binary_model(model_or_run):

@@ -59,8 +59,15 @@ def test_evaluate_healthy_cells_only(model_file, cells, tmp_path, capsys):
     report = (out / "report.md").read_text()
     assert "n/a: Recall, F1 (no ALL cell in the set)" in report
     pred = pd.read_csv(out / "predictions.csv")
-    assert list(pred.columns) == ["source", "subject", "true_class", "class", "p_all", "p_all_raw"]
+    assert list(pred.columns) == ["source", "subject", "true_class", "class", "p_all", "p_all_raw",
+                                  "call", "oos_score"]
     assert set(pred["true_class"]) == {"HEM"}
+    # a model without a card: nothing is out of scope, the calls follow P(ALL) and the band
+    assert pred["oos_score"].isna().all() and set(pred["call"]) <= {"ALL", "HEM", "uncertain"}
+    band = pred["p_all"].between(0.35, 0.65, inclusive="neither")
+    assert (pred.loc[band, "call"] == "uncertain").all()
+    assert (pred.loc[~band, "call"] == pred.loc[~band, "class"]).all()
+    assert "calls as allnet classify makes them: 6 cells:" in text
 
 
 def test_evaluate_both_classes_prints_auc_as_a_number(model_file, cells, tmp_path, capsys):

@@ -145,6 +145,10 @@ def test_report_and_holdout_show_trust(run, tmp_path):
     ev = evaluate(out, splits[splits["role"] == "holdout"], tmp_path / "ev")
     assert ev.calibration["calibrated"]
     np.testing.assert_allclose(ev.predictions["p_all"], pred["p_all"], atol=1e-5)
+    # the same calls and out-of-scope scores as the card's hold-out table
+    assert ev.predictions["call"].tolist() == pred["call"].tolist()
+    np.testing.assert_allclose(ev.predictions["oos_score"], pred["oos_score"], rtol=1e-4)
+    assert ev.calls["cells"] == len(pred) and ev.calls["HEM"] == (pred["call"] == "HEM").sum()
     assert ev.metrics["ece_before"] == pytest.approx(result.card["holdout"]["ece_before"])
     ev_text = (tmp_path / "ev" / "report.md").read_text()
     assert "Expected calibration error" in ev_text and RESEARCH_USE in ev_text

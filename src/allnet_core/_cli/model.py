@@ -103,6 +103,7 @@ def format_card(path: Path, card, verdict) -> str:
         frac = r.get("all_fraction")
         ci = "-" if frac is None else (f"{100 * frac:.0f} % ({100 * r['all_fraction_low']:.0f}"
                                        f" to {100 * r['all_fraction_high']:.0f} %)")
-        lines.append(f"  {r['subject']:<8} {r.get('true_class', ''):<4} {r['cells']:>5} {r['ALL']:>5}"
-                     f" {r['HEM']:>5} {r['uncertain']:>5} {r['out_of_scope']:>5}  {ci}")
+        lines.append(f"  {r['subject']:<8} {r.get('true_class', ''):<4} {r['cells']:>5} "
+                     f"{r['ALL']:>5} {r['HEM']:>5} {r['uncertain']:>5} {r['out_of_scope']:>5}"
+                     f"  {ci}")
     return "\n".join(lines)

@@ -318,6 +318,7 @@ def run_evaluate(args) -> int:
     """Run ``allnet evaluate``."""
     from allnet_core.errors import ConfigError
     from allnet_core.evaluation import evaluate
+    from allnet_core.inference.calls import counts_text
     from allnet_core.io import check_output_dir
     from allnet_core.report import class_counts, metrics_line, undefined_note
     from allnet_core.report.trust import floor_note
@@ -338,6 +339,7 @@ def run_evaluate(args) -> int:
     print(f"expected calibration error: {cal['ece_before']:.3f} raw, {cal['ece_after']:.3f} "
           + ("calibrated by the model card" if cal["calibrated"] else
              "(no usable model card: not calibrated)") + floor_note(cal))
+    print(f"calls as allnet classify makes them: {counts_text(result.calls)}")
     print(f"report: {result.report}")
     return 0
 
