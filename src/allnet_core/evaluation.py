@@ -167,21 +167,22 @@ def evaluate(
 
 
 def _predict(predictor, feed, batch_size: int, progress, cancel):
-    """Raw P(ALL) of every batch of ``feed`` and, when the model has an out-of-scope
-    reference, the rows its score needs (else ``None``), from one pass each."""
-    probs, rows = [], []
-    for i in range(len(feed)):
-        check_cancel(cancel, "evaluation")
-        x, _ = feed[i]
-        if predictor.scope is None:
-            probs.append(predictor.p_positive(x, batch_size))
-        else:
-            pr, features = predictor.predict_batch_features(x, batch_size)
-            probs.append(np.clip(pr[:, predictor.positive_index].astype(np.float64), 0, 1))
-            rows.append(features)
-        emit(progress, "evaluate_batch", batch=i + 1, batches=len(feed))
-    p_raw = np.concatenate(probs) if probs else np.zeros(0)
-    return p_raw, (np.concatenate(rows) if rows else None)
+    """Raw P(ALL) of every image of ``feed`` and, when the model has an out-of-scope
+    reference, the rows its score needs (else ``None``), from one pass each, through
+    :func:`~allnet_core.model.predict.predict_p_all` or
+    :func:`~allnet_core.model.predict.predict_features`."""
+    from allnet_core.model.predict import predict_features, predict_p_all
+
+    def batches():
+        for i in range(len(feed)):
+            check_cancel(cancel, "evaluation")
+            yield feed[i]
+            emit(progress, "evaluate_batch", batch=i + 1, batches=len(feed))
+
+    if predictor.scope is None:
+        return predict_p_all(predictor, batches(), batch_size=batch_size), None
+    p_raw, rows = predict_features(predictor, batches(), batch_size=batch_size)
+    return p_raw, (rows if len(rows) else None)
 
 
 def _load_binary_model(model_or_run):
