@@ -11,11 +11,13 @@ ones tend to, and overlap enough that no classifier can be perfect:
 * from ``z_c`` follow the cell size and the nucleus-to-cytoplasm ratio: cues that survive
   any input size;
 * from ``z_f`` follow the fine-scale cues, as in real cells (:data:`FINE_CUES`): the
-  chromatin (finely granular in blasts, clumped into dark specks in healthy cells, both a
-  few pixels wide at 450 px), nucleoli (small pale spots, mostly in blasts) and the nuclear
-  contour (notched in blasts, smooth in healthy cells). A 64 px model input averages most
-  of them away, a 128 px one keeps more, so drawing cells large and training at two input
-  sizes shows how much a model loses at 64 px;
+  chromatin (smooth and finely dispersed in blasts, condensed into dense dark clumps in
+  healthy cells), nucleoli (small pale spots, mostly in blasts) and the nuclear contour
+  (notched in blasts, smooth in healthy cells). They are a few pixels wide at 450 px and
+  zero-mean over a few times their width, so a 64 px model input (7 frame pixels to one of
+  its pixels) averages most of them away and a 128 px one (3.5) keeps them: drawing cells
+  large and training at two input sizes shows how much a model loses at 64 px
+  (``docs/training.md``, "Choosing a profile");
 * each subject (patient or healthy donor) has its own stain tint, brightness and
   magnification (:class:`SubjectStyle`), shared by all its cells, so that splitting by
   subject matters.
@@ -41,10 +43,11 @@ _SHADE_FLOOR = 0.4  # darkest chromatin, relative to the nucleus colour
 
 #: The fine-scale class cues and their size (diameter, or depth of the notches) in pixels
 #: of a 450 px frame, where the cell is about 200 px wide. One pixel of a 128 px model input
-#: spans 3.5 of them, one of a 64 px input 7: the chromatin patterns keep about half of
-#: their contrast at 128 px and a quarter at 64 px.
-FINE_CUES = {"chromatin grain": 3.0, "chromatin clumps": 4.0, "nucleoli": 5.0,
-             "nuclear notches": 3.0}
+#: spans 3.5 of them, one of a 64 px input 7: the chromatin clumps keep more than half of
+#: their contrast at 128 px and less than a third at 64 px.
+FINE_CUES = {"chromatin clumps": 3.5, "nucleoli": 5.0, "nuclear notches": 3.0}
+
+_CLUMP_DEPTH = 0.6  # depth of the clumps of a fully healthy cell (f = 0), in nucleus shade
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,7 @@ def _cell_traits(label: str, rng: np.random.Generator) -> dict:
         "radius": 0.165 + 0.11 * u + rng.normal(0, 0.008),  # fraction of the frame
         "nc_ratio": 0.60 + 0.30 * u + rng.normal(0, 0.02),
         "mottle_amp": rng.uniform(0.08, 0.2),  # medium-scale shading, no class signal
-        "grain": f,  # chromatin: fine granules (blasts, 1) to clumps (healthy cells, 0)
+        "grain": f,  # chromatin: finely dispersed (blasts, 1) to clumped (healthy cells, 0)
         "nucleoli": int(rng.poisson(3.5 * f**2)),
         "notches": f,  # contour irregularity (1: notches of FINE_CUES' depth)
         "elongation": 1.0 + abs(rng.normal(0, 0.08)),
@@ -166,15 +169,16 @@ def _band(shape, size: float, rng) -> np.ndarray:
 
 def _chromatin(shape, traits: dict, px_scale: float, rng) -> np.ndarray:
     """Multiplicative shading of the nucleus: a medium-scale mottle that carries no class
-    signal, fine granules (blasts) and dark clumps with pale surroundings (healthy cells).
-    The granules and clumps are zero-mean band-pass patterns a few pixels of a 450 px
-    frame wide: a 64 px input keeps about a quarter of their contrast, 128 px a half."""
+    signal, and dense dark clumps of condensed chromatin, deep in healthy cells (``grain``
+    0) and absent in blasts (``grain`` 1, finely dispersed chromatin: smooth at this
+    resolution). The clumps are a few pixels of a 450 px frame wide and zero-mean over
+    twice that width (dark clumps, slightly paler surroundings), so that averaging over a
+    64 px input's pixels removes most of them and the nucleus' mean shade says nothing."""
     mottle = np.tanh(_texture(shape, 7.0 * px_scale, rng))
-    grain = _band(shape, FINE_CUES["chromatin grain"] * px_scale, rng)
-    clumps = np.clip(_band(shape, FINE_CUES["chromatin clumps"] * px_scale, rng) - 1.0, 0, None)
-    clumps -= ndi.gaussian_filter(clumps, FINE_CUES["chromatin clumps"] * px_scale)
-    f = traits["grain"]
-    shade = 1.0 + traits["mottle_amp"] * mottle + 0.25 * f * np.tanh(grain) - 0.8 * (1 - f) * clumps
+    size = FINE_CUES["chromatin clumps"] * px_scale
+    clumps = np.clip(_band(shape, size, rng) - 0.5, 0, None)
+    clumps -= ndi.gaussian_filter(clumps, 2 * size)
+    shade = 1.0 + traits["mottle_amp"] * mottle - _CLUMP_DEPTH * (1 - traits["grain"]) * clumps
     return np.maximum(shade, _SHADE_FLOOR)  # clumps are dark, never black
 
 
