@@ -62,7 +62,8 @@ def _profile_lines() -> str:
         c = TrainConfig.from_profile(name)
         lines.append(f"  {profile_line(name)}")
         lines.append(f"    input {c.input_size} px, {c.epochs} epochs x {c.folds} "
-                     f"folds, {c.per_class} images per class, dense {c.dense_units}, lr "
+                     f"folds, {c.per_class} images per class, dense {c.dense_units} (dropout "
+                     f"{c.dense_dropout:g}), lr "
                      f"{c.lr:g}, batch {c.batch_size}, best epoch by {c.monitor}, lr schedule "
                      f"{c.lr_schedule}, early stopping {c.early_stopping or 'off'}, stain "
                      f"jitter {c.stain_jitter:g}, epoch flips {'on' if c.epoch_flips else 'off'}")

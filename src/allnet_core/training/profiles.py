@@ -16,10 +16,12 @@ __all__ = ["PROFILES", "PROFILE_USES"]
 #: no early stopping, no learning-rate schedule, no stain jitter).
 #:
 #: ``quick`` is a CPU demo, *not* the paper's model: a small input (64 px), narrow dense
-#: layers (256 units, about 3 M parameters), 3 folds, 300 images per class, 15 epochs, a
-#: higher learning rate (1e-4) and a lower batch-norm momentum (0.9, for runs of a few
-#: hundred steps), so that a subject-structured synthetic dataset trains in minutes on two
-#: CPU cores (``allnet demo``).
+#: layers (256 units, about 3 M parameters) without dropout after them (dropping half of so
+#: few units kept ALLNet from learning the synthetic cells' fine cues at all in a few
+#: hundred steps; measured, see ``docs/training.md``), 3 folds, 300 images per class, 15
+#: epochs, a higher learning rate (1e-4) and a lower batch-norm momentum (0.9, for runs of
+#: a few hundred steps), so that a subject-structured synthetic dataset trains in minutes on
+#: two CPU cores (``allnet demo``).
 #:
 #: ``cpu`` is for real cells on a CPU: 128 px, where the chromatin texture, nucleoli and
 #: nuclear contour that separate blasts from normal lymphocytes survive (64 px averages them
@@ -36,6 +38,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     "quick": {
         "input_size": 64,
         "dense_units": 256,
+        "dense_dropout": 0.0,
         "epochs": 15,
         "per_class": 300,
         "folds": 3,
@@ -47,6 +50,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     "cpu": {
         "input_size": 128,
         "dense_units": 256,
+        "dense_dropout": 0.0,
         "epochs": 20,
         "per_class": 400,
         "folds": 3,
