@@ -40,10 +40,10 @@ def test_cpu_profile_is_for_real_cells_within_an_hour():
     assert estimate_seconds(TrainConfig.from_profile("quick").to_dict()) < 600  # the demo's
 
 
-def test_narrow_profiles_build_their_model_without_dense_dropout():
+def test_cpu_profile_builds_its_narrow_model_without_dense_dropout():
     """Half of 256 dense units dropped kept ALLNet from learning fine cues at all in a few
-    hundred steps (docs/training.md); the cpu and quick profiles' models keep their
-    convolutional dropout and drop nothing after the dense layers, the paper's keeps both."""
+    hundred steps (docs/training.md); the cpu profile's model keeps its convolutional
+    dropout and drops nothing after the dense layers, the paper's and the demo's keep both."""
     from allnet_core.training.runtime import _new_model
 
     rates = {}
@@ -52,9 +52,9 @@ def test_narrow_profiles_build_their_model_without_dense_dropout():
         model = _new_model(cfg)
         rates[name] = {layer.name: layer.rate for layer in model.layers
                        if type(layer).__name__ == "Dropout"}
-    narrow = {"drop3": 0.25, "drop4": 0.25, "drop_fc1": 0.0, "drop_fc2": 0.0}
-    assert rates["cpu"] == rates["quick"] == narrow
-    assert rates["paper"] == {"drop3": 0.25, "drop4": 0.25, "drop_fc1": 0.5, "drop_fc2": 0.5}
+    assert rates["cpu"] == {"drop3": 0.25, "drop4": 0.25, "drop_fc1": 0.0, "drop_fc2": 0.0}
+    assert rates["paper"] == rates["quick"] == {"drop3": 0.25, "drop4": 0.25,
+                                                 "drop_fc1": 0.5, "drop_fc2": 0.5}
 
 
 def test_profile_lines_say_use_input_epochs_and_time():

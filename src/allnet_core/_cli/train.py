@@ -131,8 +131,7 @@ def register(subparsers) -> None:
         "synthetic cells of new subjects, and print where the report is.",
         formatter_class=HelpFormatter, epilog=examples(
             "allnet demo                                   # writes ./allnet-demo",
-            "allnet demo --out /tmp/demo --epochs 3        # a faster, rougher run",
-            "allnet demo --out /tmp/demo128 --input-size 128   # see what 64 px loses"))
+            "allnet demo --out /tmp/demo --epochs 3        # a faster, rougher run"))
     d.add_argument("--out", type=Path, default=Path("allnet-demo"),
                    help="output folder (default ./allnet-demo)")
     d.add_argument("--subjects", type=int, default=32, help="synthetic subjects (32)")
@@ -141,8 +140,8 @@ def register(subparsers) -> None:
     d.add_argument("--per-class", type=int, default=None,
                    help="override the quick profile's images per class")
     d.add_argument("--input-size", type=int, default=None,
-                   help="override the quick profile's 64 px input (128 keeps the cells' fine "
-                        "texture: more accurate, about 4x slower)")
+                   help="override the quick profile's 64 px input (to see what 64 px loses, "
+                        "train the cpu profile at 64 and 128 px: docs/training.md)")
     d.add_argument("--seed", type=int, default=0, help="random seed (0)")
     d.set_defaults(func=run_demo)
 
@@ -356,7 +355,7 @@ def run_demo(args) -> int:
     config = config_from_request(
         {"seed": args.seed, "epochs": args.epochs, "per_class": args.per_class,
          "input_size": args.input_size}, "quick")
-    size = 160  # drawn at 160 px, read at the profile's input size (fine cues: 128 px and up)
+    size = 160  # drawn at 160 px, read at the profile's input size
     data, test = out / "data", out / "test_data"
     for folder, seed, n in ((data, args.seed, args.subjects),
                             (test, args.seed + 10_000, max(4, args.subjects // 2))):
