@@ -555,17 +555,21 @@ def test_config_from_request(tmp_path):
 
 
 @pytest.mark.slow
-def test_demo_command_end_to_end(tmp_path, capsys):
-    """`allnet demo` (shrunk: few cells, one epoch) synthesizes, trains, evaluates, reports."""
+@pytest.mark.parametrize("profile", ["quick", "cpu"])
+def test_demo_command_end_to_end(tmp_path, capsys, profile):
+    """`allnet demo` (shrunk: few cells, one epoch) synthesizes, trains, evaluates, reports,
+    with the quick profile at 64 px or the cpu profile at 128 px."""
     from allnet_core.cli import main
 
     out = tmp_path / "demo"
+    flag = [] if profile == "quick" else ["--profile", profile]  # quick: the default
     code = main(["demo", "--out", str(out), "--subjects", "10", "--cells-per-subject", "4",
-                 "--epochs", "1", "--per-class", "16"])
+                 "--epochs", "1", "--per-class", "16", *flag])
     assert code == 0
     printed = capsys.readouterr().out
     assert f"report: {out / 'run' / 'report.md'}" in printed
     assert (out / "run" / "report.md").is_file()
     assert (out / "evaluation" / "report.md").is_file()
     cfg = TrainConfig.from_json(out / "run" / "config.json")
-    assert cfg.profile == "quick" and cfg.split == "subject"
+    assert cfg.profile == profile and cfg.split == "subject"
+    assert cfg.input_size == {"quick": 64, "cpu": 128}[profile]

@@ -127,21 +127,24 @@ def register(subparsers) -> None:
     d = subparsers.add_parser(
         "demo", help="synthesize data, train (quick profile), evaluate: the whole job in minutes",
         description="Write a subject-structured synthetic C-NMC-like dataset, train ALLNet with "
-        "the quick profile (subject-grouped hold-out and folds), evaluate the best model on "
-        "synthetic cells of new subjects, and print where the report is.",
+        "the quick profile (or --profile cpu; subject-grouped hold-out and folds), evaluate the "
+        "best model on synthetic cells of new subjects, and print where the report is.",
         formatter_class=HelpFormatter, epilog=examples(
             "allnet demo                                   # writes ./allnet-demo",
-            "allnet demo --out /tmp/demo --epochs 3        # a faster, rougher run"))
+            "allnet demo --out /tmp/demo --epochs 3        # a faster, rougher run",
+            "allnet demo --out /tmp/demo-cpu --profile cpu # 128 px: what 64 px loses"))
     d.add_argument("--out", type=Path, default=Path("allnet-demo"),
                    help="output folder (default ./allnet-demo)")
+    d.add_argument("--profile", choices=("quick", "cpu"), default="quick",
+                   help="training profile: quick (64 px, minutes; the default) or cpu (128 px, "
+                        "which keeps the cells' fine chromatin; about three times as long)")
     d.add_argument("--subjects", type=int, default=32, help="synthetic subjects (32)")
     d.add_argument("--cells-per-subject", type=int, default=25, help="cells per subject (25)")
-    d.add_argument("--epochs", type=int, default=None, help="override the quick profile's epochs")
+    d.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
     d.add_argument("--per-class", type=int, default=None,
-                   help="override the quick profile's images per class")
+                   help="override the profile's images per class")
     d.add_argument("--input-size", type=int, default=None,
-                   help="override the quick profile's 64 px input (to see what 64 px loses, "
-                        "train the cpu profile at 64 and 128 px: docs/training.md)")
+                   help="override the profile's input size (64 px quick, 128 px cpu)")
     d.add_argument("--seed", type=int, default=0, help="random seed (0)")
     d.set_defaults(func=run_demo)
 
@@ -354,7 +357,7 @@ def run_demo(args) -> int:
     out = args.out
     config = config_from_request(
         {"seed": args.seed, "epochs": args.epochs, "per_class": args.per_class,
-         "input_size": args.input_size}, "quick")
+         "input_size": args.input_size}, args.profile)
     size = 160  # drawn at 160 px, read at the profile's input size
     data, test = out / "data", out / "test_data"
     for folder, seed, n in ((data, args.seed, args.subjects),
