@@ -556,15 +556,20 @@ def test_config_from_request(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("profile", ["quick", "cpu"])
-def test_demo_command_end_to_end(tmp_path, capsys, profile):
+def test_demo_command_end_to_end(tmp_path, capsys, monkeypatch, profile):
     """`allnet demo` (shrunk: few cells, one epoch) synthesizes, trains, evaluates, reports,
-    with the quick profile at 64 px or the cpu profile at 128 px."""
+    with the quick profile at 64 px or the cpu profile at 128 px (in its own folder)."""
     from allnet_core.cli import main
 
-    out = tmp_path / "demo"
-    flag = [] if profile == "quick" else ["--profile", profile]  # quick: the default
-    code = main(["demo", "--out", str(out), "--subjects", "10", "--cells-per-subject", "4",
-                 "--epochs", "1", "--per-class", "16", *flag])
+    if profile == "quick":  # the default profile, an explicit folder
+        out = tmp_path / "demo"
+        flags = ["--out", str(out)]
+    else:  # the default folder, in the working directory
+        monkeypatch.chdir(tmp_path)
+        out = Path("allnet-demo-cpu")
+        flags = ["--profile", profile]
+    code = main(["demo", "--subjects", "10", "--cells-per-subject", "4", "--epochs", "1",
+                 "--per-class", "16", *flags])
     assert code == 0
     printed = capsys.readouterr().out
     assert f"report: {out / 'run' / 'report.md'}" in printed

@@ -132,9 +132,11 @@ def register(subparsers) -> None:
         formatter_class=HelpFormatter, epilog=examples(
             "allnet demo                                   # writes ./allnet-demo",
             "allnet demo --out /tmp/demo --epochs 3        # a faster, rougher run",
-            "allnet demo --out /tmp/demo-cpu --profile cpu # 128 px: what 64 px loses"))
-    d.add_argument("--out", type=Path, default=Path("allnet-demo"),
-                   help="output folder (default ./allnet-demo)")
+            "allnet demo --profile cpu                     # 128 px, ./allnet-demo-cpu",
+            "allnet demo --profile cpu --input-size 64 --out allnet-demo-cpu64"))
+    d.add_argument("--out", type=Path, default=None,
+                   help="output folder (default ./allnet-demo, ./allnet-demo-cpu with --profile "
+                        "cpu)")
     d.add_argument("--profile", choices=("quick", "cpu"), default="quick",
                    help="training profile: quick (64 px, minutes; the default) or cpu (128 px, "
                         "which keeps the cells' fine chromatin; about three times as long)")
@@ -354,7 +356,8 @@ def run_demo(args) -> int:
     from allnet_core.training import config_from_request
 
     t0 = time.perf_counter()
-    out = args.out
+    out = args.out or Path("allnet-demo" if args.profile == "quick" else
+                           f"allnet-demo-{args.profile}")
     config = config_from_request(
         {"seed": args.seed, "epochs": args.epochs, "per_class": args.per_class,
          "input_size": args.input_size}, args.profile)
