@@ -41,10 +41,12 @@ def test_cpu_profile_is_for_real_cells_within_an_hour():
 
 
 def test_cpu_profile_builds_its_narrow_model_without_dense_dropout():
-    """Half of 256 dense units dropped kept ALLNet from learning fine cues at all in a few
-    hundred steps (docs/training.md); the cpu profile's model keeps its convolutional
-    dropout and drops nothing after the dense layers, the paper's and the demo's keep both."""
+    """With half of 256 dense units dropped ALLNet learnt little of the synthetic fine cues
+    in 10 epochs (docs/training.md); the cpu profile's model keeps its convolutional
+    dropout and drops nothing after its dense layers, the paper's and the demo's keep both."""
     from allnet_core.training.runtime import _new_model
+
+    assert TrainConfig.from_profile("cpu").dense_units == 256  # narrow: 4096 in the paper
 
     rates = {}
     for name in ("cpu", "quick", "paper"):
@@ -243,8 +245,8 @@ def test_fine_chromatin_cues_average_away_at_64_px():
 
     healthy, between, blast = shade(0.0), shade(0.5), shade(1.0)
     full = contrast(healthy, 1)
-    assert contrast(healthy, 4) > 0.45 * full  # 128 px: 3.5 frame pixels per input pixel
-    assert contrast(healthy, 7) < 0.35 * full  # 64 px: 7
+    assert contrast(healthy, 4) > 0.5 * full  # 128 px: 3.5 frame pixels per input pixel
+    assert contrast(healthy, 7) < full / 3  # 64 px: 7
     assert full > 1.5 * contrast(between, 1) > 0 and contrast(blast, 1) == 0
     # zero-mean (the floor on the shade lifts the darkest clumps: about 1 %): no darker
     # nucleus for a 64 px input to see

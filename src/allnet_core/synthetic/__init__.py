@@ -10,7 +10,8 @@ classifier can be perfect:
 * each cell draws a coarse and a fine latent "blastness" (both shifted by class), so the
   best possible accuracy is about 96 %, and about 84 % from the coarse cues alone;
 * the coarse cues (cell size, nucleus-to-cytoplasm ratio) survive any input size; the fine
-  ones (chromatin granules or clumps, nucleoli, a notched nuclear contour) are a few pixels
+  ones (clumped chromatin in healthy cells, smooth in blasts; nucleoli; a notched nuclear
+  contour) are a few pixels
   of a 450 px frame wide, as in real cells, so a 64 px model input loses most of them;
 * each subject (patient or healthy donor) has its own stain tint, brightness and
   magnification, shared by all its cells, so that splitting by subject matters.

@@ -14,8 +14,8 @@ ones tend to, and overlap enough that no classifier can be perfect:
   chromatin (smooth and finely dispersed in blasts, condensed into dense dark clumps in
   healthy cells), nucleoli (small pale spots, mostly in blasts) and the nuclear contour
   (notched in blasts, smooth in healthy cells). They are a few pixels wide at 450 px and
-  zero-mean over a few times their width, so a 64 px model input (7 frame pixels to one of
-  its pixels) averages most of them away and a 128 px one (3.5) keeps them: drawing cells
+  zero-mean on larger scales, so a 64 px model input (7 frame pixels to one of its pixels)
+  keeps much less of them than a 128 px one (3.5): drawing cells
   large and training at two input sizes shows how much a model loses at 64 px
   (``docs/training.md``, "Choosing a profile");
 * each subject (patient or healthy donor) has its own stain tint, brightness and
@@ -171,9 +171,10 @@ def _chromatin(shape, traits: dict, px_scale: float, rng) -> np.ndarray:
     """Multiplicative shading of the nucleus: a medium-scale mottle that carries no class
     signal, and dense dark clumps of condensed chromatin, deep in healthy cells (``grain``
     0) and absent in blasts (``grain`` 1, finely dispersed chromatin: smooth at this
-    resolution). The clumps are a few pixels of a 450 px frame wide and zero-mean over
-    twice that width (dark clumps, slightly paler surroundings), so that averaging over a
-    64 px input's pixels removes most of them and the nucleus' mean shade says nothing."""
+    resolution). The clumps are a few pixels of a 450 px frame wide, and their blur at
+    twice that width (Gaussian sigma) is subtracted, so they are zero-mean on larger scales
+    (dark clumps, slightly paler surroundings): averaging over a 64 px input's pixels
+    removes most of them and the nucleus' mean shade says nothing."""
     mottle = np.tanh(_texture(shape, 7.0 * px_scale, rng))
     size = FINE_CUES["chromatin clumps"] * px_scale
     clumps = np.clip(_band(shape, size, rng) - 0.5, 0, None)

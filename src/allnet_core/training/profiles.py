@@ -20,13 +20,14 @@ __all__ = ["PROFILES", "PROFILE_USES"]
 #: higher learning rate (1e-4) and a lower batch-norm momentum (0.9, for runs of a few
 #: hundred steps), so that a subject-structured synthetic dataset trains in minutes on two
 #: CPU cores (``allnet demo``). It keeps the dense dropout of 0.5: without it the demo
-#: model's best epoch by validation F1 came early and under-confident (measured).
+#: model's best epoch by validation F1 came early and under-confident (measured, see
+#: ``docs/training.md``).
 #:
 #: ``cpu`` is for real cells on a CPU: 128 px, where the chromatin texture, nucleoli and
 #: nuclear contour that separate blasts from normal lymphocytes survive (64 px averages them
 #: away; 192 px would take more than twice as long), the quick profile's narrow model
-#: without dropout after its 256-unit dense layers (dropping half of so few units kept
-#: ALLNet from learning the fine cues at all in a few hundred steps; measured), 400
+#: without dropout after its 256-unit dense layers (with half of so few units dropped,
+#: ALLNet learnt little of the synthetic cells' fine cues in 10 epochs; measured), 400
 #: images per class and at most 20 epochs per fold, chosen so that the whole run fits in an
 #: hour on two CPU cores whatever the number of cells (the balanced training set has the
 #: same size; 17.9 training images/s measured at 128 px). The fold's best epoch is the one
