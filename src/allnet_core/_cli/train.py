@@ -138,8 +138,9 @@ def register(subparsers) -> None:
                    help="output folder (default ./allnet-demo, ./allnet-demo-cpu with --profile "
                         "cpu)")
     d.add_argument("--profile", choices=("quick", "cpu"), default="quick",
-                   help="training profile: quick (64 px, minutes; the default) or cpu (128 px, "
-                        "which keeps the cells' fine chromatin; about three times as long)")
+                   help="training profile: quick (64 px, about 4 min on 2 CPU cores; the "
+                        "default) or cpu (128 px, which keeps the cells' fine chromatin; about "
+                        "17 min)")
     d.add_argument("--subjects", type=int, default=32, help="synthetic subjects (32)")
     d.add_argument("--cells-per-subject", type=int, default=25, help="cells per subject (25)")
     d.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
