@@ -83,11 +83,12 @@ def test_classifies_synthetic_cells_better_than_chance(trained):
     assert np.all((p >= 0) & (p <= 1))
     accuracy = np.mean((p >= 0.5) == (labels == "ALL"))
     print(f"accuracy on 96 new synthetic cells: {accuracy:.3f}")
-    # The cues a 64 px input keeps allow about 84 % (allnet_core.synthetic). Measured 0.77
-    # on TensorFlow after issue 17's finer synthetic cells (0.81 and 0.73 on TensorFlow and
-    # JAX before: the backends draw other random numbers from the same seed). The floor
-    # sits 7 cells under 0.77 and still far above chance: a model that learned nothing
-    # reaches 0.7 on 96 cells with probability about 5e-5 (binomial).
+    # The cues a 64 px input keeps allow about 84 % (allnet_core.synthetic). Measured 0.81
+    # on TensorFlow with the clumped-chromatin cells of issue 17 (0.77 with the cells
+    # before; 0.81 and 0.73 on TensorFlow and JAX earlier still: the backends draw other
+    # random numbers from the same seed). The floor sits well under these and still far
+    # above chance: a model that learned nothing reaches 0.7 on 96 cells with probability
+    # about 5e-5 (binomial).
     assert accuracy >= 0.7
 
 
